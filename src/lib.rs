@@ -1,0 +1,13 @@
+//! latrine: an SMTP honeypot that keeps evidence, and the tools to analyse it.
+//!
+//! - [`smtp`]: the sans-IO SMTP core (bytes in, replies and events out).
+//! - [`listen`]: the tokio shell around it: sockets, timeouts, limits, shutdown.
+//! - [`spool`]: the on-disk evidence format, written by `listen`, read by `analyze`.
+//! - [`events`]: the vocabulary of session events shared by the spool and the event stream.
+//! - [`config`]: options from the command line and the TOML file, checked at start.
+
+pub mod escape;
+pub mod events;
+pub mod smtp;
+pub mod spool;
+pub mod timestamp;

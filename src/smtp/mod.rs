@@ -1,0 +1,16 @@
+//! The sans-IO SMTP core: bytes in, replies and events out.
+//!
+//! Nothing here reads a socket, a clock or a file. The tokio shell in
+//! [`crate::listen`] feeds client bytes to a [`Session`] and acts on the
+//! [`Step`]s it returns; tests and fuzzers do the same without a network.
+
+pub mod command;
+pub mod data;
+pub mod persona;
+pub mod reply;
+pub mod session;
+
+pub use data::{DataFlags, DataSummary};
+pub use persona::Persona;
+pub use reply::Reply;
+pub use session::{Action, Effect, Envelope, MessageEnd, Outcome, Policy, Session, Step};

@@ -1,0 +1,144 @@
+//! Headers and attachments of a stored message, parsed with mail-parser.
+//!
+//! The parser sees attacker-made MIME. It runs under `catch_unwind`, nested
+//! `message/rfc822` parts are followed only [`MAX_DEPTH`] levels deep, and at
+//! most [`MAX_ATTACHMENTS`] attachments are taken per message, so one message
+//! can neither crash the sealing nor fill the disk with tiny parts.
+
+use super::manifest::Headers;
+use mail_parser::{Address, Message, MessageParser, MimeHeaders};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// `message/rfc822` nesting followed when looking for attachments.
+pub const MAX_DEPTH: u32 = 8;
+/// Attachments extracted from one message; the rest are counted, not stored.
+pub const MAX_ATTACHMENTS: usize = 1000;
+/// Longest header value kept in the manifest, in characters.
+const MAX_HEADER_CHARS: usize = 2048;
+
+/// One attachment's decoded content, and what the sender said about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The sender's file name, decoded (RFC 2231/2047); only ever metadata.
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub content: Vec<u8>,
+    pub depth: u32,
+}
+
+/// What parsing a message gave.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parsed {
+    pub headers: Headers,
+    pub attachments: Vec<Attachment>,
+    /// Attachments past [`MAX_ATTACHMENTS`], not extracted.
+    pub skipped: usize,
+}
+
+/// Parses `eml`; an error says why nothing could be parsed.
+pub fn extract(eml: &[u8]) -> Result<Parsed, String> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let message = MessageParser::default()
+            .parse(eml)
+            .ok_or_else(|| "not a parseable message".to_string())?;
+        let mut parsed = Parsed {
+            headers: headers(&message),
+            ..Parsed::default()
+        };
+        collect(&message, 0, &mut parsed);
+        Ok(parsed)
+    }))
+    .unwrap_or_else(|_| Err("the MIME parser panicked on this message".into()))
+}
+
+fn collect(message: &Message<'_>, depth: u32, parsed: &mut Parsed) {
+    for part in message.attachments() {
+        if parsed.attachments.len() >= MAX_ATTACHMENTS {
+            parsed.skipped += 1;
+            continue;
+        }
+        let content_type = part
+            .content_type()
+            .map(|ct| match ct.subtype() {
+                Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                None => ct.ctype().to_string(),
+            })
+            .unwrap_or_else(|| "application/octet-stream".into())
+            .to_ascii_lowercase();
+        parsed.attachments.push(Attachment {
+            filename: part.attachment_name().map(|n| clip(n).to_string()),
+            content_type,
+            content: part.contents().to_vec(),
+            depth,
+        });
+        if let Some(nested) = part.message()
+            && depth + 1 < MAX_DEPTH
+        {
+            collect(nested, depth + 1, parsed);
+        }
+    }
+}
+
+fn headers(message: &Message<'_>) -> Headers {
+    Headers {
+        subject: message.subject().map(|s| clip(s).to_string()),
+        from: message.from().map(addresses),
+        to: message.to().map(addresses),
+        date: message.date().map(|d| d.to_rfc3339()),
+        message_id: message.message_id().map(|s| clip(s).to_string()),
+        x_mailer: message
+            .header("X-Mailer")
+            .and_then(|h| h.as_text())
+            .map(|s| clip(s).to_string()),
+    }
+}
+
+/// `Name <addr>, other@example` as one string.
+fn addresses(address: &Address<'_>) -> String {
+    let list: Vec<String> = address
+        .iter()
+        .map(|a| match (a.name(), a.address()) {
+            (Some(name), Some(addr)) => format!("{name} <{addr}>"),
+            (None, Some(addr)) => addr.to_string(),
+            (Some(name), None) => name.to_string(),
+            (None, None) => String::new(),
+        })
+        .collect();
+    clip(&list.join(", ")).to_string()
+}
+
+fn clip(s: &str) -> &str {
+    match s.char_indices().nth(MAX_HEADER_CHARS) {
+        Some((end, _)) => &s[..end],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_with_hostile_name_is_metadata_only() {
+        let eml = b"From: A <a@example.org>\r\nTo: b@example.org\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\n\
+Content-Type: text/plain\r\n\r\nhello\r\n--XX\r\nContent-Type: application/octet-stream\r\n\
+Content-Disposition: attachment; filename=\"../../etc/passwd\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+aGVsbG8=\r\n--XX--\r\n";
+        let parsed = extract(eml).unwrap();
+        assert_eq!(parsed.headers.subject.as_deref(), Some("caf\u{e9}"));
+        assert_eq!(parsed.headers.from.as_deref(), Some("A <a@example.org>"));
+        assert_eq!(parsed.attachments.len(), 1);
+        let a = &parsed.attachments[0];
+        assert_eq!(a.filename.as_deref(), Some("../../etc/passwd"));
+        assert_eq!(a.content, b"hello");
+        assert_eq!(a.content_type, "application/octet-stream");
+    }
+
+    #[test]
+    fn garbage_does_not_panic() {
+        for input in [&b""[..], b"\xff\xfe", b"Content-Type: multipart/mixed; boundary=\r\n\r\n--\r\n"] {
+            let _ = extract(input);
+        }
+    }
+}

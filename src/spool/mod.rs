@@ -1,0 +1,112 @@
+//! The spool: latrine's on-disk evidence format. This documentation is the
+//! format's specification; `listen` writes it, `analyze` and `verify` read it
+//! through the same types ([`Manifest`]).
+//!
+//! # Layout
+//!
+//! ```text
+//! <spool>/
+//!   .incoming/<session-id>/              sessions being written (never copy these)
+//!   <sensor>/<YYYY>/<MM>/<DD>/<session-id>/   sealed sessions (UTC date of the start)
+//!     manifest.json                      written last; lists and hashes everything else
+//!     transcript.log                     both directions of the dialog
+//!     events.jsonl                       the session's events, one JSON object a line
+//!     messages/<n>.eml                   message n (from 1), exactly as received
+//!     attachments/<sha256>               each distinct attachment's decoded content
+//! ```
+//!
+//! - **Session ids** look like `20261127T162231.123456Z-9f3a0c1b2d4e5f60`: the
+//!   UTC start to the microsecond, then 64 random bits in hex. They sort by
+//!   time and do not collide across sensors or restarts.
+//! - **Sealing.** A session is written under `.incoming/` and renamed into
+//!   place, in one atomic `rename(2)`, only once `manifest.json` is complete.
+//!   `rsync --exclude=.incoming` therefore never copies half a session, and
+//!   nothing in a sealed directory is ever changed again.
+//! - **Names.** No path is ever made from client data: the sensor name is the
+//!   operator's (checked: letters, digits, `.`, `_`, `-`), ids and message
+//!   numbers are ours, attachments are named by their sha256. Files are
+//!   created with `O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600, directories 0700.
+//! - **Durability.** With `fsync` on (the default), the reply `250` to a
+//!   message is sent only after the message file, the journal and their
+//!   directories are fsynced; the manifest is fsynced before the rename.
+//! - **Crash recovery.** At start, every directory left in `.incoming/` is
+//!   sealed with `end_reason: "recovered"` and the flag `recovered`, from its
+//!   journal and files. Nothing is deleted.
+//!
+//! # `transcript.log`
+//!
+//! A header line `# latrine transcript v1 session=<id>`, then one record a
+//! line: `<seconds>.<micros> <dir> <bytes>` where `<dir>` is `C` (client),
+//! `S` (server) or `M` (a note from latrine) and `<bytes>` is escaped:
+//! printable ASCII as is, `\\` for a backslash, `\r` `\n` `\t`, and `\xHH` for
+//! every other byte ([`crate::escape`]). Client bytes are cut after each LF.
+//! Concatenating the unescaped `C` records gives every byte the client sent
+//! outside message content. Message content is not repeated; instead:
+//!
+//! - `M message <n> begin messages/<n>.eml` where the content starts;
+//! - `M message <n> end size=<stored> received=<bytes> sha256=<hex>
+//!   [undoubled_dots=<o1>,<o2>...]` where it ended.
+//!
+//! For DATA, the wire bytes are the message file with a `.` put back before
+//! every line (after CRLF, or at the start) that begins with `.`, and before
+//! the lines at the `undoubled_dots` offsets, then `.\r\n`. Content past the
+//! size limit is not kept (`received` > `size`).
+//!
+//! # `events.jsonl`
+//!
+//! The session's events ([`crate::events::EventRecord`]), one JSON object a
+//! line: `at`, `sensor`, `session_id`, `client_ip`, `event` and the event's
+//! fields. `event` is one of `session.connect`, `smtp.helo`, `smtp.mail`,
+//! `smtp.rcpt`, `smtp.reset`, `smtp.error`, `message.begin`,
+//! `message.stored`, `session.limit`, `session.closed`. The manifest is a
+//! fold of these events; `--events` streams the same lines for all sessions.
+//!
+//! # `manifest.json`
+//!
+//! All times are RFC 3339 UTC with microseconds (`2026-11-27T16:22:31.123456Z`).
+//! Strings that came from the client (HELO names, addresses, commands) are
+//! escaped with [`crate::escape::escape_text`]: readable UTF-8 is kept, `\` is
+//! doubled, control and invalid bytes become `\r`, `\n`, `\t` or `\xHH`.
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `schema` | `latrine.session/1`; readers refuse another major version |
+//! | `session_id`, `sensor`, `latrine` | ids, and the version that wrote it |
+//! | `started_at`, `ended_at` | connect and close times |
+//! | `end_reason` | `quit`, `client_closed`, `timeout`, `limit`, `shutdown`, `error`, `recovered` |
+//! | `client` | `{ip, port}` from the socket, never from what the client said |
+//! | `server` | `{ip, port, hostname, listener}` |
+//! | `helo`, `helo_total` | HELO/EHLO arguments in order (first 100), and how many |
+//! | `commands` | command lines received |
+//! | `protocol_errors`, `protocol_errors_total` | `{at, command, reply}` for commands answered with an error (first 100), and how many |
+//! | `limits_hit` | limits the session reached: `message_size`, `recipients`, `line_length`, `errors`, `idle_timeout`, `session_time`, ... |
+//! | `messages` | see below |
+//! | `files` | `{path, size, sha256}` for every file in the directory but `manifest.json` |
+//! | `flags` | `recovered`, `journal_damaged`, `journal_missing`, `manifest_partial`, `extraction_failed` |
+//!
+//! Each message: `index`, `file`, `size` and `sha256` (of the file),
+//! `mail_from`, `mail_params`, `rcpt_to` (list), `received_at`,
+//! `received_size` (content bytes the client sent, kept or not), `truncated`
+//! and `truncated_reason` (`size_limit`, `disconnected`, `abandoned`,
+//! `write_error`, `interrupted`), `bare_lf`, `bare_cr`, `smuggling` (a lone
+//! `.` next to a bare line ending), `chunked` (sent with BDAT),
+//! `undoubled_dots`, `accepted` (whether the client got a 250), `queue_id`
+//! (the id in that 250), `headers` {`subject`, `from`, `to`, `date`,
+//! `message_id`, `x_mailer`} as decoded by mail-parser, `attachments`
+//! (`filename` as the sender gave it, `content_type`, `size`, `md5`, `sha1`,
+//! `sha256`, `file`, `depth` of `message/rfc822` nesting) and `parse_error`
+//! when the message could not be parsed.
+//!
+//! # Checking a session
+//!
+//! `files` is enough: every listed file must exist with that size and sha256,
+//! and no other file may exist besides `manifest.json`.
+
+pub mod attachments;
+pub mod manifest;
+pub mod recover;
+pub mod transcript;
+pub mod writer;
+
+pub use manifest::{Manifest, ManifestBuilder, SCHEMA};
+pub use writer::{Durability, SessionWriter, Spool};

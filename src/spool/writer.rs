@@ -1,0 +1,523 @@
+//! Writing one session into `.incoming/`, and sealing it into place.
+
+use super::attachments;
+use super::manifest::{AttachmentRecord, FileRecord, Manifest, ManifestBuilder};
+use super::transcript::TranscriptWriter;
+use crate::escape::hex;
+use crate::events::{EndReason, Event, EventRecord, EventStream, StoredMessage};
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use time::OffsetDateTime;
+
+pub const INCOMING: &str = ".incoming";
+pub const MANIFEST: &str = "manifest.json";
+pub const TRANSCRIPT: &str = "transcript.log";
+pub const JOURNAL: &str = "events.jsonl";
+
+/// Whether to fsync before acknowledging a message and before sealing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A message answered with 250 survives a power cut.
+    Fsync,
+    /// Faster; a power cut may lose acknowledged messages (a crash does not).
+    None,
+}
+
+/// A spool directory, as the listener writes it.
+#[derive(Debug)]
+pub struct Spool {
+    root: PathBuf,
+    incoming: PathBuf,
+    sensor: String,
+    durability: Durability,
+}
+
+/// Creates a file that must not exist yet, without following a symlink,
+/// readable by its owner only: a planted link or file cannot redirect evidence.
+pub fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Creates directories (owner-only) as needed.
+pub fn create_dirs(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// A fresh session id: UTC start time to the microsecond, then 64 random
+/// bits. Ids sort by time and do not collide across sensors or restarts.
+pub fn new_session_id(started: OffsetDateTime) -> String {
+    let mut random = [0u8; 8];
+    // Without randomness, time plus the process id still keeps ids apart.
+    if getrandom::fill(&mut random).is_err() {
+        random[..4].copy_from_slice(&std::process::id().to_be_bytes());
+    }
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:06}Z-{}",
+        started.year(),
+        started.month() as u8,
+        started.day(),
+        started.hour(),
+        started.minute(),
+        started.second(),
+        started.microsecond(),
+        hex(&random)
+    )
+}
+
+impl Spool {
+    /// Opens (creating) `root` and its `.incoming` directory.
+    pub fn open(root: &Path, sensor: &str, durability: Durability) -> io::Result<Spool> {
+        let incoming = root.join(INCOMING);
+        create_dirs(&incoming)?;
+        Ok(Spool {
+            root: root.to_path_buf(),
+            incoming,
+            sensor: sensor.to_string(),
+            durability,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn incoming(&self) -> &Path {
+        &self.incoming
+    }
+
+    pub fn sensor(&self) -> &str {
+        &self.sensor
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Starts a session: creates its directory, transcript and journal, and
+    /// records the connect event.
+    pub fn begin(
+        self: &Arc<Self>,
+        started_at: OffsetDateTime,
+        client_ip: String,
+        connect: Event,
+        stream: Option<EventStream>,
+    ) -> io::Result<SessionWriter> {
+        let id = new_session_id(started_at);
+        let dir = self.incoming.join(&id);
+        fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let started = Instant::now();
+        let transcript = TranscriptWriter::new(create_new(&dir.join(TRANSCRIPT))?, started, &id)?;
+        let journal = BufWriter::new(create_new(&dir.join(JOURNAL))?);
+        let mut writer = SessionWriter {
+            spool: Arc::clone(self),
+            builder: ManifestBuilder::new(&id, &self.sensor),
+            id,
+            dir,
+            client_ip,
+            transcript,
+            journal,
+            stream,
+            message: None,
+            messages: 0,
+            dirs_synced: false,
+        };
+        writer.record_at(started_at, connect)?;
+        Ok(writer)
+    }
+
+    /// Where a sealed session lives: `<root>/<sensor>/<YYYY>/<MM>/<DD>/<id>`,
+    /// by the UTC date at the start of `started_at` (`YYYY-MM-DD...`).
+    pub fn sealed_dir(&self, sensor: &str, started_at: &str, id: &str) -> PathBuf {
+        let date = started_at.get(..10).unwrap_or("1970-01-01");
+        let mut parts = date.split('-');
+        let (y, m, d) = (
+            parts.next().unwrap_or("1970"),
+            parts.next().unwrap_or("01"),
+            parts.next().unwrap_or("01"),
+        );
+        self.root.join(sensor).join(y).join(m).join(d).join(id)
+    }
+}
+
+/// The message being received.
+struct OpenMessage {
+    index: u32,
+    file_name: String,
+    out: BufWriter<File>,
+    sha256: Sha256,
+    size: u64,
+    /// Set when a write failed: later content is dropped, the message is flagged.
+    failed: bool,
+}
+
+/// One session being written. Plain writes go to buffers and the page cache
+/// (cheap enough to do on the async task); fsync and sealing are blocking and
+/// belong on a blocking thread.
+pub struct SessionWriter {
+    spool: Arc<Spool>,
+    id: String,
+    dir: PathBuf,
+    client_ip: String,
+    transcript: TranscriptWriter,
+    journal: BufWriter<File>,
+    stream: Option<EventStream>,
+    builder: ManifestBuilder,
+    message: Option<OpenMessage>,
+    messages: u32,
+    /// Whether the session's directory entries have been made durable.
+    dirs_synced: bool,
+}
+
+impl SessionWriter {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn transcript(&mut self) -> &mut TranscriptWriter {
+        &mut self.transcript
+    }
+
+    /// Records an event now: journal, manifest, event stream.
+    pub fn record(&mut self, event: Event) -> io::Result<()> {
+        self.record_at(crate::timestamp::now(), event)
+    }
+
+    fn record_at(&mut self, at: OffsetDateTime, event: Event) -> io::Result<()> {
+        let record = EventRecord {
+            at: crate::timestamp::rfc3339(at),
+            sensor: self.spool.sensor.clone(),
+            session_id: self.id.clone(),
+            client_ip: self.client_ip.clone(),
+            event,
+        };
+        self.builder.apply(&record);
+        if let Some(stream) = &self.stream {
+            stream.emit(&record);
+        }
+        self.journal.write_all(&record.to_line())
+    }
+
+    /// Opens `messages/<n>.eml` for a message whose content begins.
+    pub fn begin_message(&mut self) -> io::Result<()> {
+        self.messages += 1;
+        let index = self.messages;
+        let file_name = format!("messages/{index}.eml");
+        if index == 1 {
+            fs::DirBuilder::new().mode(0o700).create(self.dir.join("messages"))?;
+        }
+        let file = create_new(&self.dir.join(&file_name))?;
+        self.transcript.note(&format!("message {index} begin {file_name}"))?;
+        self.record(Event::MessageBegin {
+            index,
+            file: file_name.clone(),
+        })?;
+        self.message = Some(OpenMessage {
+            index,
+            file_name,
+            out: BufWriter::with_capacity(64 * 1024, file),
+            sha256: Sha256::new(),
+            size: 0,
+            failed: false,
+        });
+        Ok(())
+    }
+
+    pub fn has_open_message(&self) -> bool {
+        self.message.is_some()
+    }
+
+    /// Appends content to the open message. A write error (disk full) does not
+    /// end the session: the message is finished as truncated.
+    pub fn message_content(&mut self, bytes: &[u8]) {
+        let Some(m) = &mut self.message else { return };
+        if m.failed || bytes.is_empty() {
+            return;
+        }
+        match m.out.write_all(bytes) {
+            Ok(()) => {
+                m.sha256.update(bytes);
+                m.size += bytes.len() as u64;
+            }
+            Err(e) => {
+                tracing::warn!(session = %self.id, "message write failed: {e}");
+                m.failed = true;
+            }
+        }
+    }
+
+    /// Closes the open message and describes it. `stored.size`, `sha256`,
+    /// `file` and `index` are filled in here; the caller fills the rest.
+    /// Returns the file, still open, for [`sync_message`].
+    pub fn end_message(&mut self, mut stored: StoredMessage) -> io::Result<(StoredMessage, Option<File>)> {
+        let Some(mut m) = self.message.take() else {
+            return Err(io::Error::other("no open message"));
+        };
+        let flushed = m.out.flush();
+        if flushed.is_err() || m.failed {
+            stored.truncated = true;
+            stored.truncated_reason = Some(crate::events::Truncation::WriteError);
+            stored.accepted = false;
+        }
+        stored.index = m.index;
+        stored.file = m.file_name.clone();
+        stored.size = m.size;
+        stored.sha256 = hex(&m.sha256.finalize());
+        self.transcript.note(&format!(
+            "message {} end size={} received={} sha256={}{}",
+            m.index,
+            stored.size,
+            stored.received_size,
+            stored.sha256,
+            if stored.undoubled_dots.is_empty() {
+                String::new()
+            } else {
+                let offsets: Vec<String> = stored.undoubled_dots.iter().map(u64::to_string).collect();
+                format!(" undoubled_dots={}", offsets.join(","))
+            }
+        ))?;
+        let file = m.out.into_inner().ok();
+        Ok((stored, file))
+    }
+
+    /// What a durable acknowledgement of the message needs synced: the
+    /// message file, the journal, and (first time) the directories that hold them.
+    pub fn sync_targets(&mut self) -> io::Result<SyncTargets> {
+        self.journal.flush()?;
+        self.transcript.flush()?;
+        let mut dirs = vec![self.dir.join("messages")];
+        if !self.dirs_synced {
+            dirs.push(self.dir.clone());
+            dirs.push(self.spool.incoming.clone());
+            self.dirs_synced = true;
+        }
+        Ok(SyncTargets {
+            journal: self.journal.get_ref().try_clone()?,
+            dirs,
+        })
+    }
+
+    /// Hands buffered transcript and journal lines to the OS.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.transcript.flush()?;
+        self.journal.flush()
+    }
+
+    /// Finishes a message cut short (disconnect, shutdown) so that what
+    /// arrived is kept and marked.
+    pub fn abandon_message(&mut self, mut stored: StoredMessage) -> io::Result<()> {
+        stored.truncated = true;
+        stored.accepted = false;
+        let (stored, _) = self.end_message(stored)?;
+        self.record(Event::MessageStored(stored))
+    }
+
+    /// Ends the session: records `session.closed` and seals. Blocking.
+    pub fn close_and_seal(mut self, reason: EndReason, commands: u64) -> io::Result<PathBuf> {
+        self.record(Event::Closed { reason, commands })?;
+        self.flush()?;
+        let SessionWriter {
+            spool, dir, builder, ..
+        } = self;
+        seal(&spool, &dir, builder)
+    }
+}
+
+/// Files to fsync before a message is acknowledged.
+pub struct SyncTargets {
+    journal: File,
+    dirs: Vec<PathBuf>,
+}
+
+impl SyncTargets {
+    /// Blocking.
+    pub fn sync(&self, message: Option<&File>) -> io::Result<()> {
+        if let Some(file) = message {
+            file.sync_data()?;
+        }
+        self.journal.sync_data()?;
+        for dir in &self.dirs {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Seals a session directory in `.incoming`: extracts attachments, lists and
+/// hashes every file, writes `manifest.json` last, then renames the directory
+/// into place. Until the rename, readers never see the session. Blocking.
+pub fn seal(spool: &Spool, dir: &Path, builder: ManifestBuilder) -> io::Result<PathBuf> {
+    let mut manifest = builder.finish();
+    add_message_details(dir, &mut manifest)?;
+    manifest.files = list_files(dir, &manifest)?;
+    let durable = spool.durability == Durability::Fsync;
+    {
+        let mut out = create_new(&dir.join(MANIFEST))?;
+        out.write_all(&manifest.to_json())?;
+        if durable {
+            out.sync_all()?;
+        }
+    }
+    let target = spool.sealed_dir(&manifest.sensor, &manifest.started_at, &manifest.session_id);
+    let parent = target.parent().unwrap_or(spool.root());
+    create_dirs(parent)?;
+    if target.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} already exists", target.display()),
+        ));
+    }
+    fs::rename(dir, &target)?;
+    if durable {
+        sync_dir(parent)?;
+        sync_dir(&spool.incoming)?;
+    }
+    Ok(target)
+}
+
+/// Parses each stored message for headers and attachments and stores every
+/// attachment once under `attachments/<sha256>`.
+fn add_message_details(dir: &Path, manifest: &mut Manifest) -> io::Result<()> {
+    let mut extraction_failed = false;
+    for message in &mut manifest.messages {
+        let eml = match read_capped(&dir.join(&message.file), message.size) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                message.parse_error = Some(format!("cannot read message: {e}"));
+                extraction_failed = true;
+                continue;
+            }
+        };
+        let parsed = match attachments::extract(&eml) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                message.parse_error = Some(e);
+                continue;
+            }
+        };
+        message.headers = parsed.headers;
+        for attachment in parsed.attachments {
+            let sha256 = hex(&Sha256::digest(&attachment.content));
+            let file = format!("attachments/{sha256}");
+            let path = dir.join(&file);
+            if !path.exists() {
+                create_dirs(&dir.join("attachments"))?;
+                match create_new(&path) {
+                    Ok(mut out) => out.write_all(&attachment.content)?,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            message.attachments.push(AttachmentRecord {
+                filename: attachment.filename,
+                content_type: attachment.content_type,
+                size: attachment.content.len() as u64,
+                md5: hex(&Md5::digest(&attachment.content)),
+                sha1: hex(&Sha1::digest(&attachment.content)),
+                sha256,
+                file,
+                depth: attachment.depth,
+            });
+        }
+        if parsed.skipped > 0 {
+            message.parse_error = Some(format!(
+                "{} attachments past the limit of {} were not extracted",
+                parsed.skipped,
+                attachments::MAX_ATTACHMENTS
+            ));
+        }
+    }
+    if extraction_failed {
+        manifest.flags.push("extraction_failed".into());
+    }
+    Ok(())
+}
+
+/// Reads a file, at most `expected + 1` bytes: the manifest says how big it
+/// should be, and a file that grew is not read without bound.
+fn read_capped(path: &Path, expected: u64) -> io::Result<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut out = Vec::with_capacity(expected as usize);
+    file.take(expected + 1).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Every regular file under `dir` (but the manifest), sorted, with size and
+/// sha256. Messages reuse the hash computed while they were written.
+fn list_files(dir: &Path, manifest: &Manifest) -> io::Result<Vec<FileRecord>> {
+    let mut files = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in fs::read_dir(dir.join(&rel))? {
+            let entry = entry?;
+            let rel_path = rel.join(entry.file_name());
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(rel_path);
+                continue;
+            }
+            let path_text = rel_path.to_string_lossy().replace('\\', "/");
+            if path_text == MANIFEST || !kind.is_file() {
+                continue;
+            }
+            let len = entry.metadata()?.len();
+            let known = manifest
+                .messages
+                .iter()
+                .find(|m| m.file == path_text && m.size == len);
+            let (size, sha256) = match known {
+                Some(m) => (m.size, m.sha256.clone()),
+                None => hash_file(&dir.join(&rel_path))?,
+            };
+            files.push(FileRecord {
+                path: path_text,
+                size,
+                sha256,
+            });
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+/// Size and sha256 of a file, streamed.
+pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex(&hasher.finalize())))
+}
