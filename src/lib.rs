@@ -6,8 +6,11 @@
 //! - [`events`]: the vocabulary of session events shared by the spool and the event stream.
 //! - [`config`]: options from the command line and the TOML file, checked at start.
 
+pub mod cli;
+pub mod config;
 pub mod escape;
 pub mod events;
+pub mod listen;
 pub mod smtp;
 pub mod spool;
 pub mod timestamp;

@@ -1,1 +1,50 @@
-fn main() {}
+//! The `latrine` binary: parses the command line and hands over to the library.
+
+use clap::Parser;
+use latrine::cli::{Cli, Command};
+use latrine::config;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    match cli.command {
+        Command::Listen(args) => {
+            let file = match &args.config {
+                Some(path) => config::read_file(path),
+                None => Ok(config::FileConfig::default()),
+            };
+            let config = match file.and_then(|file| config::resolve(file, args.overrides())) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("latrine: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("latrine: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(latrine::listen::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("latrine: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("latrine={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

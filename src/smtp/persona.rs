@@ -33,6 +33,8 @@ pub struct Replies {
     pub data_need_rcpt: String,
     pub data_no_recipients: String,
     pub data_syntax: String,
+    /// DATA while a BDAT message is open (RFC 3030 requires a 503).
+    pub data_after_bdat: String,
     pub data_start: String,
     pub queued: String,
     pub message_too_big: String,
@@ -88,6 +90,12 @@ impl Persona {
     /// Debian's Postfix 3.7, the default persona.
     pub fn postfix() -> Persona {
         Persona::from_toml(POSTFIX).expect("the embedded Postfix persona is valid")
+    }
+
+    /// A queue id in this persona's format, from 64 random bits. Postfix's
+    /// short ids are 10 to 12 upper-case hex digits (microseconds, then inode).
+    pub fn queue_id(&self, random: u64) -> String {
+        format!("{:05X}{:06X}", (random >> 40) & 0xF_FFFF, random & 0xFF_FFFF)
     }
 
     /// Looks a built-in persona up by name.

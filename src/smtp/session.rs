@@ -64,16 +64,22 @@ pub struct Envelope {
 pub enum Effect {
     /// Nothing worth recording beyond the transcript.
     None,
+    /// A greeting. Like [`Effect::Reset`], it also drops the envelope and
+    /// abandons an open BDAT message.
     Helo { extended: bool, name: Vec<u8> },
     Mail { address: Vec<u8>, params: Vec<Vec<u8>> },
     Rcpt { address: Vec<u8> },
-    /// Message content starts after this reply (DATA, or a first BDAT chunk).
+    /// Message content starts after this reply (DATA). A BDAT message opens
+    /// with [`Action::ChunkStart`] `{ first: true }` instead.
     MessageStart,
-    /// The envelope was dropped (RSET, or HELO/EHLO in a transaction); an
-    /// open BDAT message is abandoned.
+    /// The envelope was dropped (RSET); an open BDAT message is abandoned.
+    /// HELO/EHLO do the same but report [`Effect::Helo`].
     Reset,
     /// The reply is an error (4xx/5xx); counted against the error limit.
     Error,
+    /// An error because a limit was reached; names the limit
+    /// (`recipients`, `messages`, `message_size`, `line_length`, `errors`).
+    Limit(&'static str),
 }
 
 /// One unit of progress.
@@ -113,6 +119,8 @@ pub enum Action {
 pub struct MessageEnd {
     pub envelope: Envelope,
     pub summary: DataSummary,
+    /// Sent with BDAT rather than DATA.
+    pub chunked: bool,
 }
 
 /// Whether the caller managed to store a finished message.
@@ -220,7 +228,7 @@ impl Session {
         if self.errors >= self.policy.max_errors && !self.is_closed() {
             self.phase = Phase::Closed;
             let reply = self.render(&self.policy.persona.replies.too_many_errors, b"");
-            return self.step(0, reply, Effect::None, true);
+            return self.step(0, reply, Effect::Limit("errors"), true);
         }
         match &mut self.phase {
             Phase::Closed => Step {
@@ -246,7 +254,11 @@ impl Session {
                 let envelope = self.envelope.take().unwrap_or_default();
                 Step {
                     consumed: fed.consumed,
-                    action: Action::MessageEnd(MessageEnd { envelope, summary }),
+                    action: Action::MessageEnd(MessageEnd {
+                        envelope,
+                        summary,
+                        chunked: false,
+                    }),
                 }
             }
             Phase::Bdat { remaining, last } => {
@@ -276,7 +288,11 @@ impl Session {
                     let summary = bdat_summary(size, self.policy.max_message_size);
                     return Step {
                         consumed: take,
-                        action: Action::MessageEnd(MessageEnd { envelope, summary }),
+                        action: Action::MessageEnd(MessageEnd {
+                            envelope,
+                            summary,
+                            chunked: true,
+                        }),
                     };
                 }
                 let size = self.bdat_size.unwrap_or(0).to_string();
@@ -314,7 +330,7 @@ impl Session {
                         self.commands += 1;
                         self.errors += 1;
                         let reply = self.reply(|r| &r.line_too_long, b"");
-                        self.step(window.len(), reply, Effect::Error, false)
+                        self.step(window.len(), reply, Effect::Limit("line_length"), false)
                     }
                 }
             }
@@ -364,6 +380,13 @@ impl Session {
         self.errors += 1;
         let reply = self.reply(pick, arg);
         self.step(consumed, reply, Effect::Error, false)
+    }
+
+    /// An error because a limit was reached.
+    fn limit(&mut self, consumed: usize, pick: impl Fn(&persona::Replies) -> &String, name: &'static str) -> Step {
+        self.errors += 1;
+        let reply = self.reply(pick, b"");
+        self.step(consumed, reply, Effect::Limit(name), false)
     }
 
     fn ok(&mut self, consumed: usize, pick: impl Fn(&persona::Replies) -> &String, arg: &[u8], effect: Effect) -> Step {
@@ -463,7 +486,7 @@ impl Session {
             return self.error(n, |r| &r.mail_nested, b"");
         }
         if self.messages >= self.policy.max_messages {
-            return self.error(n, |r| &r.too_many_messages, b"");
+            return self.limit(n, |r| &r.too_many_messages, "messages");
         }
         if let Some(bad) = path.params.iter().find(|p| !known_mail_param(p)) {
             let bad = bad.to_vec();
@@ -475,7 +498,7 @@ impl Session {
                 .and_then(|s| s.parse::<u64>().ok())
                 .is_none_or(|s| s > self.policy.max_message_size);
             if too_big {
-                return self.error(n, |r| &r.mail_too_big, b"");
+                return self.limit(n, |r| &r.mail_too_big, "message_size");
             }
         }
         if self.storage_full {
@@ -499,7 +522,7 @@ impl Session {
             return self.error(n, |r| &r.rcpt_need_mail, b"");
         };
         if envelope.rcpt_to.len() >= self.policy.max_recipients {
-            return self.error(n, |r| &r.rcpt_too_many, b"");
+            return self.limit(n, |r| &r.rcpt_too_many, "recipients");
         }
         if let Some(bad) = path.params.iter().find(|p| !known_rcpt_param(p)) {
             let bad = bad.to_vec();
@@ -513,6 +536,11 @@ impl Session {
     }
 
     fn data(&mut self, n: usize, arg: &[u8]) -> Step {
+        // RFC 3030: DATA and BDAT must not be mixed in one transaction. Letting
+        // DATA through would leave the BDAT count open into the next message.
+        if self.bdat_size.is_some() {
+            return self.error(n, |r| &r.data_after_bdat, b"");
+        }
         if !arg.is_empty() {
             return self.error(n, |r| &r.data_syntax, b"");
         }

@@ -103,6 +103,7 @@
 //! and no other file may exist besides `manifest.json`.
 
 pub mod attachments;
+pub mod batched;
 pub mod manifest;
 pub mod recover;
 pub mod transcript;

@@ -8,28 +8,24 @@
 //! is not repeated: `M message N begin` and `M message N end ...` mark where
 //! it went, and the message file holds it.
 
-use crate::escape::escape_ascii_into;
+use super::batched::BatchedFile;
+use crate::escape::escape_ascii;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::time::Instant;
 
 pub const HEADER: &str = "# latrine transcript v1";
 
 pub struct TranscriptWriter {
-    out: BufWriter<File>,
+    out: BatchedFile,
     started: Instant,
-    line: String,
 }
 
 impl TranscriptWriter {
     pub fn new(file: File, started: Instant, session_id: &str) -> io::Result<TranscriptWriter> {
-        let mut out = BufWriter::with_capacity(16 * 1024, file);
-        writeln!(out, "{HEADER} session={session_id}")?;
-        Ok(TranscriptWriter {
-            out,
-            started,
-            line: String::with_capacity(256),
-        })
+        let mut out = BatchedFile::new(file);
+        writeln!(out.pending_mut(), "{HEADER} session={session_id}")?;
+        Ok(TranscriptWriter { out, started })
     }
 
     /// Bytes received from the client, as received.
@@ -55,17 +51,16 @@ impl TranscriptWriter {
 
     fn record(&mut self, direction: char, bytes: &[u8]) -> io::Result<()> {
         let elapsed = self.started.elapsed();
-        self.line.clear();
-        use std::fmt::Write as _;
-        let _ = write!(
-            self.line,
+        let line = self.out.pending_mut();
+        write!(
+            line,
             "{}.{:06} {direction} ",
             elapsed.as_secs(),
             elapsed.subsec_micros()
-        );
-        escape_ascii_into(bytes, &mut self.line);
-        self.line.push('\n');
-        self.out.write_all(self.line.as_bytes())
+        )?;
+        line.extend_from_slice(escape_ascii(bytes).as_bytes());
+        line.push(b'\n');
+        Ok(())
     }
 
     /// Hands buffered records to the OS, so that a killed process loses none.

@@ -1,6 +1,7 @@
 //! Writing one session into `.incoming/`, and sealing it into place.
 
 use super::attachments;
+use super::batched::BatchedFile;
 use super::manifest::{AttachmentRecord, FileRecord, Manifest, ManifestBuilder};
 use super::transcript::TranscriptWriter;
 use crate::escape::hex;
@@ -123,7 +124,7 @@ impl Spool {
         fs::DirBuilder::new().mode(0o700).create(&dir)?;
         let started = Instant::now();
         let transcript = TranscriptWriter::new(create_new(&dir.join(TRANSCRIPT))?, started, &id)?;
-        let journal = BufWriter::new(create_new(&dir.join(JOURNAL))?);
+        let journal = BatchedFile::new(create_new(&dir.join(JOURNAL))?);
         let mut writer = SessionWriter {
             spool: Arc::clone(self),
             builder: ManifestBuilder::new(&id, &self.sensor),
@@ -175,7 +176,7 @@ pub struct SessionWriter {
     dir: PathBuf,
     client_ip: String,
     transcript: TranscriptWriter,
-    journal: BufWriter<File>,
+    journal: BatchedFile,
     stream: Option<EventStream>,
     builder: ManifestBuilder,
     message: Option<OpenMessage>,
@@ -214,7 +215,8 @@ impl SessionWriter {
         if let Some(stream) = &self.stream {
             stream.emit(&record);
         }
-        self.journal.write_all(&record.to_line())
+        self.journal.append(&record.to_line());
+        Ok(())
     }
 
     /// Opens `messages/<n>.eml` for a message whose content begins.
@@ -311,7 +313,7 @@ impl SessionWriter {
             self.dirs_synced = true;
         }
         Ok(SyncTargets {
-            journal: self.journal.get_ref().try_clone()?,
+            journal: self.journal.file().try_clone()?,
             dirs,
         })
     }

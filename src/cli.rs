@@ -1,0 +1,141 @@
+//! The command line. Each option's doc comment is its `--help` text.
+
+use crate::config::Overrides;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "latrine",
+    version,
+    about = "SMTP honeypot and spam-forensics toolkit",
+    long_about = "latrine speaks SMTP like a real MTA, looks like an open relay, never \
+                  delivers anything, and keeps every session as sealed, hashed evidence \
+                  in a spool directory."
+)]
+pub struct Cli {
+    /// Log verbosity: error, warn, info, debug or trace (RUST_LOG overrides it).
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the SMTP honeypot. With no options: 127.0.0.1:2525, spool ./spool.
+    Listen(ListenArgs),
+}
+
+/// Options of `latrine listen`. Each overrides the same key of `--config`.
+#[derive(Debug, Args)]
+#[command(after_help = "Every option can also be set in the TOML file given with --config; \
+    scripts/latrine.example.toml documents each key. Command-line options win over the file. \
+    A bad value is refused at start with the key and the reason.")]
+pub struct ListenArgs {
+    /// TOML configuration file (see scripts/latrine.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address and port to listen on; repeat for several. Default 127.0.0.1:2525.
+    /// Replaces the file's [[listener]] list when given.
+    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    pub listen: Vec<String>,
+
+    /// Spool directory where sealed sessions are written. Default ./spool.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+
+    /// Sensor name: the first directory level in the spool, so that spools of
+    /// several sensors merge without collisions. Default: the host name.
+    #[arg(long, value_name = "NAME")]
+    pub sensor: Option<String>,
+
+    /// Host name given in the greeting and replies. Default: the machine's host name.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// Greeting text after "220 ", replacing the persona's
+    /// ("<hostname> ESMTP Postfix (Debian/GNU)").
+    #[arg(long, value_name = "TEXT")]
+    pub banner: Option<String>,
+
+    /// Refuse MAIL before HELO/EHLO with 503 (the original's "compliant" mode).
+    /// Off by default, as in Postfix 3.7.
+    #[arg(long)]
+    pub strict_order: bool,
+
+    /// Do not fsync before answering 250 to a message. Faster; a power cut may
+    /// then lose acknowledged messages (a crash of latrine alone does not).
+    #[arg(long)]
+    pub no_fsync: bool,
+
+    /// Also write every session event as one JSON line to FILE, or to standard
+    /// output with "-", for a SIEM.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
+    /// Largest message kept, in bytes; advertised in EHLO SIZE. Longer messages
+    /// get 552 and their first BYTES are kept, marked truncated. Default 10240000.
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_size: Option<u64>,
+
+    /// Recipients accepted per message (then 452). Default 1000.
+    #[arg(long, value_name = "N")]
+    pub max_recipients: Option<u64>,
+
+    /// Messages accepted per session (then 452). Default 100.
+    #[arg(long, value_name = "N")]
+    pub max_messages_per_session: Option<u64>,
+
+    /// Longest command line, in bytes; longer lines are answered once and
+    /// skipped. Default 2048.
+    #[arg(long, value_name = "BYTES")]
+    pub max_line_length: Option<u64>,
+
+    /// Protocol errors before "421 Error: too many errors" and a hang-up. Default 20.
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<u64>,
+
+    /// Seconds without input before "421 timeout exceeded". Default 300.
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+
+    /// Longest session in seconds, whatever the client does. Default 1800.
+    #[arg(long, value_name = "SECS")]
+    pub session_timeout: Option<u64>,
+
+    /// Concurrent sessions in all (extra connections get 421 and are recorded). Default 1000.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<u64>,
+
+    /// Concurrent sessions per client IP (extra ones get 421 and are recorded). Default 20.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<u64>,
+}
+
+impl ListenArgs {
+    /// The options given, as overrides of the config file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            spool: self.spool.clone(),
+            sensor: self.sensor.clone(),
+            hostname: self.hostname.clone(),
+            banner: self.banner.clone(),
+            strict_order: self.strict_order.then_some(true),
+            fsync: self.no_fsync.then_some(false),
+            events: self.events.clone(),
+            max_message_size: self.max_message_size,
+            max_recipients: self.max_recipients,
+            max_messages_per_session: self.max_messages_per_session,
+            max_line_length: self.max_line_length,
+            max_errors: self.max_errors,
+            idle_timeout_secs: self.idle_timeout,
+            session_timeout_secs: self.session_timeout,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
+}

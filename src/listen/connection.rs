@@ -1,0 +1,401 @@
+//! One client connection: feeds socket bytes to the SMTP core, acts on its
+//! steps (writing the spool, syncing before a 250), and enforces the time
+//! limits. It ends by sealing the session, whatever ended it.
+
+use super::Shared;
+use super::limits::ConnectionSlot;
+use super::shutdown::Shutdown;
+use crate::escape::{escape_ascii, escape_text};
+use crate::events::{EndReason, Endpoint, Event, StoredMessage, Truncation};
+use crate::smtp::{Action, Effect, MessageEnd, Outcome, Policy, Reply, Session};
+use crate::spool::{Durability, SessionWriter};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout, timeout_at};
+
+/// Bytes asked of the socket per read. A partial command line plus one read
+/// is the most a session ever holds as input.
+const READ_SIZE: usize = 64 * 1024;
+
+/// One accepted connection.
+pub struct Connection {
+    pub socket: TcpStream,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub listener: String,
+    pub policy: Arc<Policy>,
+    pub shared: Arc<Shared>,
+    pub shutdown: Shutdown,
+    /// The connection's place under the global and per-IP caps.
+    pub slot: ConnectionSlot,
+    /// Dropped when the session is sealed: the listener waits for all of these
+    /// at shutdown.
+    pub done: mpsc::Sender<()>,
+}
+
+/// What the client's input led to, after one batch.
+enum Next {
+    Continue,
+    Close(EndReason),
+}
+
+impl Connection {
+    /// Runs the session to its end and seals it.
+    pub async fn run(mut self) {
+        let Some(mut writer) = begin_session(&self.shared, self.peer, self.local, &self.listener) else {
+            // Without a spool there is no evidence to keep; say what a full
+            // queue says and hang up.
+            let _ = self.socket.write_all(b"421 4.3.0 Error: queue file write error\r\n").await;
+            return;
+        };
+        let mut session = Session::new(Arc::clone(&self.policy));
+        let reason = self.converse(&mut writer, &mut session).await;
+        if let Some(summary) = session.partial_summary().filter(|_| writer.has_open_message()) {
+            let why = if reason == EndReason::Shutdown {
+                Truncation::Interrupted
+            } else {
+                Truncation::Disconnected
+            };
+            let stored = stored_message(&summary, false, Some(why), None);
+            if let Err(e) = writer.abandon_message(stored) {
+                tracing::warn!(session = writer.id(), "cannot finish partial message: {e}");
+            }
+        }
+        let commands = session.commands();
+        let shared = Arc::clone(&self.shared);
+        let id = writer.id().to_string();
+        let _permit = shared.seal_permits.acquire().await;
+        match tokio::task::spawn_blocking(move || writer.close_and_seal(reason, commands)).await {
+            Ok(Ok(path)) => tracing::info!(
+                session = %id,
+                client = %self.peer,
+                reason = ?reason,
+                "sealed {}",
+                path.display()
+            ),
+            Ok(Err(e)) => tracing::error!(session = %id, "sealing failed, left in .incoming for recovery: {e}"),
+            Err(e) => tracing::error!(session = %id, "sealing panicked, left in .incoming for recovery: {e}"),
+        }
+        drop(self.slot);
+        drop(self.done);
+    }
+
+    async fn converse(&mut self, writer: &mut SessionWriter, session: &mut Session) -> EndReason {
+        let limits = self.shared.limits.clone();
+        let deadline = Instant::now() + limits.session_timeout;
+        if self.send(writer, &session.greeting()).await.is_err() {
+            return EndReason::ClientClosed;
+        }
+        let mut input: Vec<u8> = Vec::new();
+        loop {
+            let wait_until = deadline.min(Instant::now() + limits.idle_timeout);
+            tokio::select! {
+                biased;
+                _ = self.shutdown.recv() => {
+                    let reply = session.render(&self.policy.persona.replies.shutdown, b"");
+                    let _ = self.send(writer, &reply).await;
+                    return EndReason::Shutdown;
+                }
+                ready = timeout_at(wait_until, self.socket.readable()) => match ready {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return EndReason::ClientClosed,
+                    Err(_) => return self.time_is_up(writer, session, deadline).await,
+                },
+            }
+            // Reserve only once there is something to read: an idle
+            // connection holds no read buffer.
+            input.reserve(READ_SIZE);
+            match self.socket.try_read_buf(&mut input) {
+                Ok(0) => return EndReason::ClientClosed,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return EndReason::ClientClosed,
+            }
+            let next = self.handle_input(&mut input, writer, session).await;
+            if input.capacity() > 4 * READ_SIZE && input.len() < READ_SIZE {
+                input.shrink_to(READ_SIZE);
+            }
+            if let Next::Close(reason) = next {
+                return reason;
+            }
+        }
+    }
+
+    /// The idle timeout or the session's total time ran out.
+    async fn time_is_up(&mut self, writer: &mut SessionWriter, session: &Session, deadline: Instant) -> EndReason {
+        let replies = &self.policy.persona.replies;
+        let (template, limit, reason) = if Instant::now() >= deadline {
+            (&replies.session_too_long, "session_time", EndReason::Limit)
+        } else {
+            (&replies.timeout, "idle_timeout", EndReason::Timeout)
+        };
+        let reply = session.render(template, b"");
+        record(writer, Event::Limit { limit: limit.into() });
+        let _ = self.send(writer, &reply).await;
+        reason
+    }
+
+    /// Runs every complete unit in `input` through the core, writes the
+    /// replies in one write, and drops the consumed bytes.
+    async fn handle_input(&mut self, input: &mut Vec<u8>, writer: &mut SessionWriter, session: &mut Session) -> Next {
+        let mut out: Vec<u8> = Vec::new();
+        let mut content: Vec<u8> = Vec::new();
+        let mut pos = 0;
+        let mut next = Next::Continue;
+        loop {
+            content.clear();
+            let step = session.advance(&input[pos..], &mut content);
+            let unit = &input[pos..pos + step.consumed];
+            pos += step.consumed;
+            match step.action {
+                Action::NeedMore => break,
+                Action::Content => writer.message_content(&content),
+                Action::Skipped => log_client(writer, unit),
+                Action::ChunkStart { first } => {
+                    log_client(writer, unit);
+                    if first {
+                        open_message(writer);
+                    }
+                }
+                Action::Reply { reply, effect, close } => {
+                    log_client(writer, unit);
+                    queue_reply(writer, &reply, &mut out);
+                    apply_effect(writer, session, unit, &reply, effect);
+                    if close {
+                        next = Next::Close(match reply.code() {
+                            221 => EndReason::Quit,
+                            _ => EndReason::Limit,
+                        });
+                        break;
+                    }
+                }
+                Action::MessageEnd(end) => {
+                    writer.message_content(&content);
+                    let reply = self.finish_message(writer, session, &end).await;
+                    queue_reply(writer, &reply, &mut out);
+                }
+            }
+        }
+        input.drain(..pos);
+        if let Err(e) = writer.flush() {
+            tracing::warn!(session = writer.id(), "transcript write failed: {e}");
+        }
+        if !out.is_empty() && self.write(&out).await.is_err() {
+            return Next::Close(EndReason::ClientClosed);
+        }
+        next
+    }
+
+    /// Stores a finished message durably, then gives the reply: 250 only
+    /// for a message that is on disk (and fsynced, by default).
+    async fn finish_message(&self, writer: &mut SessionWriter, session: &mut Session, end: &MessageEnd) -> Reply {
+        let over = end.summary.over_limit;
+        let queue_id = self.policy.persona.queue_id(random_u64());
+        let truncation = over.then_some(Truncation::SizeLimit);
+        let draft = StoredMessage {
+            chunked: end.chunked,
+            ..stored_message(&end.summary, !over, truncation, Some(queue_id.clone()))
+        };
+        if over {
+            record(writer, Event::Limit {
+                limit: "message_size".into(),
+            });
+        }
+        let (mut stored, file) = match writer.end_message(draft) {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::warn!(session = writer.id(), "message could not be stored: {e}");
+                return session.message_outcome(end, Outcome::Failed);
+            }
+        };
+        let mut reply = session.message_outcome(
+            end,
+            if stored.accepted {
+                Outcome::Stored { queue_id: &queue_id }
+            } else {
+                Outcome::Failed
+            },
+        );
+        if !stored.accepted {
+            stored.queue_id = None;
+        }
+        stored.reply = Some(reply_text(&reply));
+        record(writer, Event::MessageStored(stored.clone()));
+        if stored.accepted && self.shared.spool.durability() == Durability::Fsync {
+            let synced = match writer.sync_targets() {
+                Ok(targets) => tokio::task::spawn_blocking(move || targets.sync(file.as_ref()))
+                    .await
+                    .unwrap_or_else(|e| Err(io::Error::other(e.to_string()))),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = synced {
+                tracing::error!(session = writer.id(), "fsync failed, answering 451: {e}");
+                reply = session.render(&self.policy.persona.replies.storage_error, b"");
+                stored.accepted = false;
+                stored.queue_id = None;
+                stored.reply = Some(reply_text(&reply));
+                record(writer, Event::MessageStored(stored));
+            }
+        }
+        reply
+    }
+
+    /// Sends one reply now (greeting, timeout, shutdown), with the transcript.
+    async fn send(&mut self, writer: &mut SessionWriter, reply: &Reply) -> io::Result<()> {
+        let mut out = Vec::new();
+        queue_reply(writer, reply, &mut out);
+        let _ = writer.flush();
+        self.write(&out).await
+    }
+
+    /// Writes to the client, giving up after the idle timeout: a client that
+    /// never reads must not hold the session forever.
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match timeout(self.shared.limits.idle_timeout, self.socket.write_all(bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
+/// Creates the session's directory and records the connection. The client's
+/// address comes from the socket only.
+fn begin_session(shared: &Shared, peer: SocketAddr, local: SocketAddr, listener: &str) -> Option<SessionWriter> {
+    let client = Endpoint::from(peer);
+    let connect = Event::Connect {
+        client: client.clone(),
+        server: Endpoint::from(local),
+        hostname: shared.hostname.clone(),
+        listener: listener.to_string(),
+    };
+    match shared
+        .spool
+        .begin(crate::timestamp::now(), client.ip, connect, shared.events.clone())
+    {
+        Ok(writer) => Some(writer),
+        Err(e) => {
+            tracing::error!(client = %peer, "cannot create a session in the spool: {e}");
+            None
+        }
+    }
+}
+
+fn stored_message(
+    summary: &crate::smtp::DataSummary,
+    accepted: bool,
+    truncated_reason: Option<Truncation>,
+    queue_id: Option<String>,
+) -> StoredMessage {
+    StoredMessage {
+        index: 0,
+        file: String::new(),
+        size: 0,
+        sha256: String::new(),
+        received_size: summary.size,
+        truncated: truncated_reason.is_some(),
+        truncated_reason,
+        bare_lf: summary.flags.bare_lf,
+        bare_cr: summary.flags.bare_cr,
+        smuggling: summary.flags.smuggling,
+        chunked: false,
+        undoubled_dots: summary.undoubled_dots.clone(),
+        accepted,
+        queue_id,
+        reply: None,
+    }
+}
+
+fn record(writer: &mut SessionWriter, event: Event) {
+    if let Err(e) = writer.record(event) {
+        tracing::warn!(session = writer.id(), "journal write failed: {e}");
+    }
+}
+
+fn log_client(writer: &mut SessionWriter, unit: &[u8]) {
+    if let Err(e) = writer.transcript().client(unit) {
+        tracing::warn!(session = writer.id(), "transcript write failed: {e}");
+    }
+}
+
+fn open_message(writer: &mut SessionWriter) {
+    if let Err(e) = writer.begin_message() {
+        // The content will be dropped and the message answered with 451.
+        tracing::warn!(session = writer.id(), "cannot create message file: {e}");
+    }
+}
+
+fn queue_reply(writer: &mut SessionWriter, reply: &Reply, out: &mut Vec<u8>) {
+    let start = out.len();
+    reply.write_to(out);
+    if let Err(e) = writer.transcript().server(&out[start..]) {
+        tracing::warn!(session = writer.id(), "transcript write failed: {e}");
+    }
+}
+
+/// The reply as one line of text for the record (`250 2.0.0 Ok: ...`).
+fn reply_text(reply: &Reply) -> String {
+    let bytes = reply.to_bytes();
+    String::from_utf8_lossy(bytes.strip_suffix(b"\r\n").unwrap_or(&bytes)).replace("\r\n", "\n")
+}
+
+/// Records what a command did.
+fn apply_effect(writer: &mut SessionWriter, session: &Session, line: &[u8], reply: &Reply, effect: Effect) {
+    let event = match effect {
+        Effect::None => return,
+        Effect::Helo { extended, name } => Event::Helo {
+            verb: if extended { "EHLO" } else { "HELO" }.into(),
+            name: escape_text(&name),
+        },
+        Effect::Mail { address, params } => Event::Mail {
+            address: escape_text(&address),
+            params: params.iter().map(|p| escape_text(p)).collect(),
+        },
+        Effect::Rcpt { address } => Event::Rcpt {
+            address: escape_text(&address),
+        },
+        Effect::MessageStart => {
+            open_message(writer);
+            return;
+        }
+        Effect::Reset => Event::Reset,
+        Effect::Error | Effect::Limit(_) => {
+            if let Effect::Limit(limit) = effect {
+                record(writer, Event::Limit { limit: limit.into() });
+            }
+            let command = line.strip_suffix(b"\n").unwrap_or(line);
+            let command = command.strip_suffix(b"\r").unwrap_or(command);
+            Event::ProtocolError {
+                command: escape_text(command),
+                reply: reply_text(reply),
+            }
+        }
+    };
+    // A new greeting or RSET abandons a BDAT message in progress.
+    if matches!(event, Event::Reset | Event::Helo { .. }) && writer.has_open_message() && !session.in_message() {
+        let summary = crate::smtp::DataSummary {
+            size: 0,
+            stored: 0,
+            over_limit: false,
+            flags: Default::default(),
+            undoubled_dots: Vec::new(),
+            undoubled_dots_total: 0,
+        };
+        let mut stored = stored_message(&summary, false, Some(Truncation::Abandoned), None);
+        stored.chunked = true;
+        if let Err(e) = writer.abandon_message(stored) {
+            tracing::warn!(session = writer.id(), "cannot finish abandoned message: {e}");
+        }
+    }
+    record(writer, event);
+    tracing::debug!(session = writer.id(), "{}", escape_ascii(line));
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_ne_bytes(bytes)
+}

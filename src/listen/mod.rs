@@ -1,0 +1,191 @@
+//! `latrine listen`: the tokio shell around the SMTP core.
+//!
+//! It owns what the core must not: sockets, timeouts, connection limits,
+//! the spool writer and shutdown. Start-up order matters: the spool is
+//! opened and any session a crash left in `.incoming` is sealed *before* the
+//! first connection is accepted, and every socket is bound before any is
+//! served, so a bad address fails the start instead of half of it.
+
+mod connection;
+pub mod limits;
+mod listener;
+pub mod shutdown;
+
+use crate::config::{Limits, ListenConfig};
+use crate::events::EventStream;
+use crate::smtp::{Persona, Policy};
+use crate::spool::{Durability, Spool, recover};
+use limits::ConnectionLimits;
+use listener::Listener;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+
+/// Seals running at once. Sealing parses each message into memory, so this
+/// bounds that memory (a few times the message size limit).
+const CONCURRENT_SEALS: usize = 4;
+/// Refused connections being answered and recorded at once.
+const CONCURRENT_REFUSALS: usize = 64;
+
+/// What every connection of the process shares.
+pub struct Shared {
+    pub spool: Arc<Spool>,
+    pub events: Option<EventStream>,
+    pub hostname: String,
+    pub limits: Limits,
+    pub connections: Arc<ConnectionLimits>,
+    pub seal_permits: Semaphore,
+    pub refusal_permits: Arc<Semaphore>,
+}
+
+/// The error that stops `listen` from starting, with what to do about it.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A started listener: its bound addresses, and the future that serves
+/// until `shutdown` resolves, then seals every open session.
+pub struct Running {
+    pub addresses: Vec<std::net::SocketAddr>,
+    pub serve: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+/// Opens the spool, recovers crashed sessions, binds every listener.
+pub async fn start(config: &ListenConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<Running, StartError> {
+    let durability = if config.fsync { Durability::Fsync } else { Durability::None };
+    let spool = Spool::open(&config.spool, &config.sensor, durability)
+        .map_err(|e| StartError(format!("cannot open spool {}: {e}", config.spool.display())))?;
+    let recovered = recover::recover(&spool)
+        .map_err(|e| StartError(format!("cannot read {}: {e}", spool.incoming().display())))?;
+    for r in &recovered {
+        match &r.result {
+            Ok(path) => tracing::warn!("recovered an interrupted session into {}", path.display()),
+            Err(e) => tracing::error!("cannot recover {}: {e} (left in place)", r.incoming.display()),
+        }
+    }
+    let events = match &config.events {
+        Some(path) => Some(
+            EventStream::open(path).map_err(|e| StartError(format!("cannot open event stream {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let mut persona = Persona::builtin(&config.persona)
+        .ok_or_else(|| StartError(format!("unknown persona {:?}", config.persona)))?;
+    if let Some(banner) = &config.banner {
+        persona.greeting = format!("220 {banner}");
+    }
+    let policy = Arc::new(Policy {
+        hostname: config.hostname.clone(),
+        persona,
+        max_message_size: config.limits.max_message_size,
+        max_recipients: config.limits.max_recipients,
+        max_messages: config.limits.max_messages_per_session,
+        max_line_length: config.limits.max_line_length,
+        max_errors: config.limits.max_errors,
+        strict_order: config.strict_order,
+    });
+    let shared = Arc::new(Shared {
+        spool: Arc::new(spool),
+        events,
+        hostname: config.hostname.clone(),
+        limits: config.limits.clone(),
+        connections: ConnectionLimits::new(config.limits.max_connections, config.limits.max_connections_per_ip),
+        seal_permits: Semaphore::new(CONCURRENT_SEALS),
+        refusal_permits: Arc::new(Semaphore::new(CONCURRENT_REFUSALS)),
+    });
+
+    let mut sockets = Vec::new();
+    for l in &config.listeners {
+        let tcp = TcpListener::bind(l.address).await.map_err(|e| {
+            let hint = if l.address.port() < 1024 && e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE; or listen on 2525 and redirect 25 to it)"
+            } else {
+                ""
+            };
+            StartError(format!("cannot listen on {}: {e}{hint}", l.address))
+        })?;
+        sockets.push((tcp, l.name.clone()));
+    }
+    let addresses = sockets
+        .iter()
+        .map(|(tcp, _)| tcp.local_addr().expect("bound socket has an address"))
+        .collect();
+
+    let (trigger, shutdown_listener) = shutdown::channel();
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    for (tcp, name) in sockets {
+        let listener = Listener {
+            tcp,
+            name,
+            policy: Arc::clone(&policy),
+            shared: Arc::clone(&shared),
+            shutdown: shutdown_listener.clone(),
+            done: done_tx.clone(),
+        };
+        tokio::spawn(listener.run());
+    }
+    drop(done_tx);
+    let serve = async move {
+        shutdown.await;
+        tracing::info!("shutting down: telling clients 421 and sealing open sessions");
+        trigger.trigger();
+        // Every listener and connection holds a sender; all dropped = all sealed.
+        let _ = done_rx.recv().await;
+        tracing::info!("all sessions sealed");
+    };
+    Ok(Running {
+        addresses,
+        serve: Box::pin(serve),
+    })
+}
+
+/// `latrine listen`: runs until SIGINT or SIGTERM.
+pub async fn run(config: ListenConfig) -> Result<(), StartError> {
+    let running = start(&config, termination()).await?;
+    for (l, address) in config.listeners.iter().zip(&running.addresses) {
+        // One line per listener says where it listens, where evidence goes
+        // and, on loopback, how to take real traffic.
+        let expose = if address.ip().is_loopback() {
+            format!(
+                "; to serve port 25: `iptables -t nat -A PREROUTING -p tcp --dport 25 -j REDIRECT --to-ports {}` \
+                 or --listen 0.0.0.0:25 with CAP_NET_BIND_SERVICE",
+                address.port()
+            )
+        } else {
+            String::new()
+        };
+        tracing::info!(
+            "listening on {address} ({}) as {} (persona {}), spool {} (sensor {}), fsync {}{expose}",
+            l.name,
+            config.hostname,
+            config.persona,
+            config.spool.display(),
+            config.sensor,
+            if config.fsync { "on" } else { "off" },
+        );
+    }
+    running.serve.await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn termination() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
