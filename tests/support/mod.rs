@@ -1,0 +1,273 @@
+//! Shared by the integration tests: start the real `latrine` binary on a
+//! free loopback port with its own spool, and read that spool back as an
+//! analyst would.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use latrine::spool::Manifest;
+
+/// A running `latrine listen` with a temporary spool.
+pub struct Honeypot {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub spool: PathBuf,
+    /// Everything the process wrote to stderr so far.
+    pub log: Arc<Mutex<String>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub const SENSOR: &str = "test-sensor";
+pub const HOSTNAME: &str = "mx.example.com";
+
+impl Honeypot {
+    /// Starts on 127.0.0.1:0 with a fresh spool and the given extra arguments.
+    pub fn start(extra: &[&str]) -> Honeypot {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spool = dir.path().join("spool");
+        let mut h = Honeypot::start_on(&spool, extra);
+        h._dir = Some(dir);
+        h
+    }
+
+    /// Starts on an existing spool (to test restarts and recovery).
+    pub fn start_on(spool: &Path, extra: &[&str]) -> Honeypot {
+        let mut args: Vec<String> = vec![
+            "listen".into(),
+            "--spool".into(),
+            spool.display().to_string(),
+            "--sensor".into(),
+            SENSOR.into(),
+            "--hostname".into(),
+            HOSTNAME.into(),
+        ];
+        if !extra.iter().any(|a| *a == "--listen" || a.starts_with("--config")) {
+            args.push("--listen".into());
+            args.push("127.0.0.1:0".into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_latrine"))
+            .args(&args)
+            .env("RUST_LOG", "latrine=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start latrine");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+                if !sent && let Some(addr) = listening_address(&line) {
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("latrine did not start; log:\n{}", log.lock().unwrap());
+            }
+        };
+        Honeypot {
+            child,
+            addr,
+            spool: spool.to_path_buf(),
+            log,
+            _dir: None,
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    }
+
+    /// Sealed sessions' manifests, sorted by session id.
+    pub fn manifests(&self) -> Vec<(PathBuf, Manifest)> {
+        sealed_sessions(&self.spool)
+    }
+
+    /// Waits until at least `n` sessions are sealed; returns them.
+    pub fn wait_sealed(&self, n: usize) -> Vec<(PathBuf, Manifest)> {
+        let start = Instant::now();
+        loop {
+            let found = self.manifests();
+            if found.len() >= n {
+                return found;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                panic!(
+                    "only {} of {n} sessions sealed after 60 s; log:\n{}",
+                    found.len(),
+                    self.log.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        unsafe_kill(self.child.id(), 15);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!("latrine did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory of the listener, in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Honeypot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// `... listening on 127.0.0.1:PORT (...` in the start-up log line.
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("listening on ").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Every sealed session under `spool`, skipping `.incoming`.
+pub fn sealed_sessions(spool: &Path) -> Vec<(PathBuf, Manifest)> {
+    let mut out = Vec::new();
+    let mut stack = vec![spool.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_name() == ".incoming" || !path.is_dir() {
+                continue;
+            }
+            let manifest = path.join("manifest.json");
+            if manifest.is_file() {
+                let bytes = std::fs::read(&manifest).unwrap();
+                out.push((path, Manifest::from_json(&bytes).expect("valid manifest")));
+            } else {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.session_id.cmp(&b.1.session_id));
+    out
+}
+
+/// A raw SMTP dialog over TCP: send bytes, read replies.
+pub struct Dialog {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Dialog {
+    pub fn open(h: &Honeypot) -> Dialog {
+        let mut d = Dialog {
+            stream: h.connect(),
+            buf: Vec::new(),
+        };
+        let greeting = d.reply();
+        assert!(greeting.starts_with("220 "), "greeting: {greeting:?}");
+        d
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one complete reply (all its lines), without the final CRLF.
+    pub fn reply(&mut self) -> String {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line);
+            if last {
+                return lines.join("\n");
+            }
+        }
+    }
+
+    /// Sends `command` + CRLF and returns the reply.
+    pub fn cmd(&mut self, command: &str) -> String {
+        self.send(format!("{command}\r\n").as_bytes());
+        self.reply()
+    }
+
+    fn line(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..end + 2).collect();
+                return String::from_utf8_lossy(&line[..end]).into_owned();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).expect("read reply");
+            assert!(n > 0, "connection closed while waiting for a reply; got {:?}", String::from_utf8_lossy(&self.buf));
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads until the server closes; returns what came.
+    pub fn rest(&mut self) -> String {
+        let mut all = std::mem::take(&mut self.buf);
+        let _ = self.stream.read_to_end(&mut all);
+        String::from_utf8_lossy(&all).into_owned()
+    }
+}
+
+/// Under CI=true a missing external tool is a failure; elsewhere the test is
+/// skipped with a message.
+pub fn require_tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{name} is required under CI=true but is not installed (.ci/run installs it)");
+        }
+        eprintln!("skipping: {name} is not installed");
+    }
+    found
+}
