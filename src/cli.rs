@@ -30,9 +30,11 @@ pub enum Command {
 
 /// Options of `latrine listen`. Each overrides the same key of `--config`.
 #[derive(Debug, Args)]
-#[command(after_help = "Every option can also be set in the TOML file given with --config; \
+#[command(
+    after_help = "Every option can also be set in the TOML file given with --config; \
     scripts/latrine.example.toml documents each key. Command-line options win over the file. \
-    A bad value is refused at start with the key and the reason.")]
+    A bad value is refused at start with the key and the reason."
+)]
 pub struct ListenArgs {
     /// TOML configuration file (see scripts/latrine.example.toml).
     #[arg(long, value_name = "FILE")]

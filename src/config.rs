@@ -183,13 +183,21 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
     let limits = Limits {
         max_message_size: range(
             "limits.max_message_size",
-            pick(cli.max_message_size, l.max_message_size, defaults.max_message_size),
+            pick(
+                cli.max_message_size,
+                l.max_message_size,
+                defaults.max_message_size,
+            ),
             1024,
             4 << 30,
         )?,
         max_recipients: range(
             "limits.max_recipients",
-            pick(cli.max_recipients, l.max_recipients, defaults.max_recipients as u64),
+            pick(
+                cli.max_recipients,
+                l.max_recipients,
+                defaults.max_recipients as u64,
+            ),
             1,
             100_000,
         )? as usize,
@@ -206,7 +214,11 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
         // RFC 5321 4.5.3.1.4 needs 512; more than 1 MB per line buys nothing.
         max_line_length: range(
             "limits.max_line_length",
-            pick(cli.max_line_length, l.max_line_length, defaults.max_line_length as u64),
+            pick(
+                cli.max_line_length,
+                l.max_line_length,
+                defaults.max_line_length as u64,
+            ),
             512,
             1 << 20,
         )? as usize,
@@ -218,7 +230,11 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
         )? as u32,
         idle_timeout: Duration::from_secs(range(
             "limits.idle_timeout_secs",
-            pick(cli.idle_timeout_secs, l.idle_timeout_secs, defaults.idle_timeout.as_secs()),
+            pick(
+                cli.idle_timeout_secs,
+                l.idle_timeout_secs,
+                defaults.idle_timeout.as_secs(),
+            ),
             1,
             86_400,
         )?),
@@ -234,7 +250,11 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
         )?),
         max_connections: range(
             "limits.max_connections",
-            pick(cli.max_connections, l.max_connections, defaults.max_connections as u64),
+            pick(
+                cli.max_connections,
+                l.max_connections,
+                defaults.max_connections as u64,
+            ),
             1,
             1_000_000,
         )? as usize,
@@ -260,7 +280,14 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
         file.listeners
             .iter()
             .enumerate()
-            .map(|(i, l)| listener(&format!("listener[{i}].address"), &l.address, l.name.clone(), i))
+            .map(|(i, l)| {
+                listener(
+                    &format!("listener[{i}].address"),
+                    &l.address,
+                    l.name.clone(),
+                    i,
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?
     } else {
         vec![listener("--listen", DEFAULT_LISTEN, None, 0)?]
@@ -276,7 +303,10 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
         .or(file.hostname)
         .unwrap_or_else(system_hostname);
     check_hostname("hostname", &hostname)?;
-    let sensor = cli.sensor.or(file.sensor).unwrap_or_else(|| sensor_from(&hostname));
+    let sensor = cli
+        .sensor
+        .or(file.sensor)
+        .unwrap_or_else(|| sensor_from(&hostname));
     check_sensor("sensor", &sensor)?;
     let banner = cli.banner.or(file.banner);
     if let Some(b) = &banner
@@ -289,9 +319,15 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
     }
     let persona = file.persona.unwrap_or_else(|| "postfix".into());
     if crate::smtp::Persona::builtin(&persona).is_none() {
-        return Err(bad("persona", format!("unknown persona {persona:?}; known: postfix")));
+        return Err(bad(
+            "persona",
+            format!("unknown persona {persona:?}; known: postfix"),
+        ));
     }
-    let spool = cli.spool.or(file.spool).unwrap_or_else(|| DEFAULT_SPOOL.into());
+    let spool = cli
+        .spool
+        .or(file.spool)
+        .unwrap_or_else(|| DEFAULT_SPOOL.into());
     if spool.as_os_str().is_empty() {
         return Err(bad("spool", "must not be empty"));
     }
@@ -316,14 +352,25 @@ fn range(key: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> 
     Ok(value)
 }
 
-fn listener(key: &str, address: &str, name: Option<String>, index: usize) -> Result<ListenerConfig, ConfigError> {
+fn listener(
+    key: &str,
+    address: &str,
+    name: Option<String>,
+    index: usize,
+) -> Result<ListenerConfig, ConfigError> {
     let address: SocketAddr = address.parse().map_err(|_| {
         bad(
             key,
             format!("{address:?} is not an ADDR:PORT such as 127.0.0.1:2525 or [::]:25"),
         )
     })?;
-    let name = name.unwrap_or_else(|| if index == 0 { "smtp".into() } else { format!("smtp{index}") });
+    let name = name.unwrap_or_else(|| {
+        if index == 0 {
+            "smtp".into()
+        } else {
+            format!("smtp{index}")
+        }
+    });
     check_sensor(&format!("{key} name"), &name)?;
     Ok(ListenerConfig { address, name })
 }
@@ -332,9 +379,13 @@ fn listener(key: &str, address: &str, name: Option<String>, index: usize) -> Res
 fn check_hostname(key: &str, name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 253
-        && name
-            .split('.')
-            .all(|label| !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
     if !ok {
         return Err(bad(key, format!("{name:?} is not a valid host name")));
     }
@@ -352,7 +403,9 @@ fn check_sensor(key: &str, name: &str) -> Result<(), ConfigError> {
     if !ok {
         return Err(bad(
             key,
-            format!("{name:?} must be 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'"),
+            format!(
+                "{name:?} must be 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'"
+            ),
         ));
     }
     Ok(())
@@ -434,7 +487,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key, "sensor");
         let file: FileConfig = toml::from_str("[[listener]]\naddress = \"nowhere\"\n").unwrap();
-        assert_eq!(resolve(file, Overrides::default()).unwrap_err().key, "listener[0].address");
+        assert_eq!(
+            resolve(file, Overrides::default()).unwrap_err().key,
+            "listener[0].address"
+        );
         assert!(toml::from_str::<FileConfig>("typo_key = 1\n").is_err());
     }
 }

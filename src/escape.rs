@@ -143,7 +143,10 @@ mod tests {
     fn text_keeps_unicode_and_escapes_controls() {
         let input = "jos\u{e9}@b\u{fc}cher.example\r\n\u{202e}x".as_bytes();
         let escaped = escape_text(input);
-        assert_eq!(escaped, "jos\u{e9}@b\u{fc}cher.example\\r\\n\\xe2\\x80\\xaex");
+        assert_eq!(
+            escaped,
+            "jos\u{e9}@b\u{fc}cher.example\\r\\n\\xe2\\x80\\xaex"
+        );
         assert_eq!(unescape(&escaped).unwrap(), input);
         let invalid = b"a\xff\xfeb\\";
         assert_eq!(unescape(&escape_text(invalid)).unwrap(), invalid);

@@ -87,7 +87,10 @@ pub enum Event {
     #[serde(rename = "smtp.helo")]
     Helo { verb: String, name: String },
     #[serde(rename = "smtp.mail")]
-    Mail { address: String, params: Vec<String> },
+    Mail {
+        address: String,
+        params: Vec<String>,
+    },
     #[serde(rename = "smtp.rcpt")]
     Rcpt { address: String },
     #[serde(rename = "smtp.reset")]

@@ -46,15 +46,22 @@ enum Next {
 impl Connection {
     /// Runs the session to its end and seals it.
     pub async fn run(mut self) {
-        let Some(mut writer) = begin_session(&self.shared, self.peer, self.local, &self.listener) else {
+        let Some(mut writer) = begin_session(&self.shared, self.peer, self.local, &self.listener)
+        else {
             // Without a spool there is no evidence to keep; say what a full
             // queue says and hang up.
-            let _ = self.socket.write_all(b"421 4.3.0 Error: queue file write error\r\n").await;
+            let _ = self
+                .socket
+                .write_all(b"421 4.3.0 Error: queue file write error\r\n")
+                .await;
             return;
         };
         let mut session = Session::new(Arc::clone(&self.policy));
         let reason = self.converse(&mut writer, &mut session).await;
-        if let Some(summary) = session.partial_summary().filter(|_| writer.has_open_message()) {
+        if let Some(summary) = session
+            .partial_summary()
+            .filter(|_| writer.has_open_message())
+        {
             let why = if reason == EndReason::Shutdown {
                 Truncation::Interrupted
             } else {
@@ -77,8 +84,12 @@ impl Connection {
                 "sealed {}",
                 path.display()
             ),
-            Ok(Err(e)) => tracing::error!(session = %id, "sealing failed, left in .incoming for recovery: {e}"),
-            Err(e) => tracing::error!(session = %id, "sealing panicked, left in .incoming for recovery: {e}"),
+            Ok(Err(e)) => {
+                tracing::error!(session = %id, "sealing failed, left in .incoming for recovery: {e}")
+            }
+            Err(e) => {
+                tracing::error!(session = %id, "sealing panicked, left in .incoming for recovery: {e}")
+            }
         }
         drop(self.slot);
         drop(self.done);
@@ -126,7 +137,12 @@ impl Connection {
     }
 
     /// The idle timeout or the session's total time ran out.
-    async fn time_is_up(&mut self, writer: &mut SessionWriter, session: &Session, deadline: Instant) -> EndReason {
+    async fn time_is_up(
+        &mut self,
+        writer: &mut SessionWriter,
+        session: &Session,
+        deadline: Instant,
+    ) -> EndReason {
         let replies = &self.policy.persona.replies;
         let (template, limit, reason) = if Instant::now() >= deadline {
             (&replies.session_too_long, "session_time", EndReason::Limit)
@@ -134,14 +150,24 @@ impl Connection {
             (&replies.timeout, "idle_timeout", EndReason::Timeout)
         };
         let reply = session.render(template, b"");
-        record(writer, Event::Limit { limit: limit.into() });
+        record(
+            writer,
+            Event::Limit {
+                limit: limit.into(),
+            },
+        );
         let _ = self.send(writer, &reply).await;
         reason
     }
 
     /// Runs every complete unit in `input` through the core, writes the
     /// replies in one write, and drops the consumed bytes.
-    async fn handle_input(&mut self, input: &mut Vec<u8>, writer: &mut SessionWriter, session: &mut Session) -> Next {
+    async fn handle_input(
+        &mut self,
+        input: &mut Vec<u8>,
+        writer: &mut SessionWriter,
+        session: &mut Session,
+    ) -> Next {
         let mut out: Vec<u8> = Vec::new();
         let mut content: Vec<u8> = Vec::new();
         let mut pos = 0;
@@ -161,7 +187,11 @@ impl Connection {
                         open_message(writer);
                     }
                 }
-                Action::Reply { reply, effect, close } => {
+                Action::Reply {
+                    reply,
+                    effect,
+                    close,
+                } => {
                     log_client(writer, unit);
                     queue_reply(writer, &reply, &mut out);
                     apply_effect(writer, session, unit, &reply, effect);
@@ -192,7 +222,12 @@ impl Connection {
 
     /// Stores a finished message durably, then gives the reply: 250 only
     /// for a message that is on disk (and fsynced, by default).
-    async fn finish_message(&self, writer: &mut SessionWriter, session: &mut Session, end: &MessageEnd) -> Reply {
+    async fn finish_message(
+        &self,
+        writer: &mut SessionWriter,
+        session: &mut Session,
+        end: &MessageEnd,
+    ) -> Reply {
         let over = end.summary.over_limit;
         let queue_id = self.policy.persona.queue_id(random_u64());
         let truncation = over.then_some(Truncation::SizeLimit);
@@ -201,9 +236,12 @@ impl Connection {
             ..stored_message(&end.summary, !over, truncation, Some(queue_id.clone()))
         };
         if over {
-            record(writer, Event::Limit {
-                limit: "message_size".into(),
-            });
+            record(
+                writer,
+                Event::Limit {
+                    limit: "message_size".into(),
+                },
+            );
         }
         let (mut stored, file) = match writer.end_message(draft) {
             Ok(done) => done,
@@ -215,7 +253,9 @@ impl Connection {
         let mut reply = session.message_outcome(
             end,
             if stored.accepted {
-                Outcome::Stored { queue_id: &queue_id }
+                Outcome::Stored {
+                    queue_id: &queue_id,
+                }
             } else {
                 Outcome::Failed
             },
@@ -255,7 +295,12 @@ impl Connection {
     /// Writes to the client, giving up after the idle timeout: a client that
     /// never reads must not hold the session forever.
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match timeout(self.shared.limits.idle_timeout, self.socket.write_all(bytes)).await {
+        match timeout(
+            self.shared.limits.idle_timeout,
+            self.socket.write_all(bytes),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
         }
@@ -264,7 +309,12 @@ impl Connection {
 
 /// Creates the session's directory and records the connection. The client's
 /// address comes from the socket only.
-fn begin_session(shared: &Shared, peer: SocketAddr, local: SocketAddr, listener: &str) -> Option<SessionWriter> {
+fn begin_session(
+    shared: &Shared,
+    peer: SocketAddr,
+    local: SocketAddr,
+    listener: &str,
+) -> Option<SessionWriter> {
     let client = Endpoint::from(peer);
     let connect = Event::Connect {
         client: client.clone(),
@@ -272,10 +322,12 @@ fn begin_session(shared: &Shared, peer: SocketAddr, local: SocketAddr, listener:
         hostname: shared.hostname.clone(),
         listener: listener.to_string(),
     };
-    match shared
-        .spool
-        .begin(crate::timestamp::now(), client.ip, connect, shared.events.clone())
-    {
+    match shared.spool.begin(
+        crate::timestamp::now(),
+        client.ip,
+        connect,
+        shared.events.clone(),
+    ) {
         Ok(writer) => Some(writer),
         Err(e) => {
             tracing::error!(client = %peer, "cannot create a session in the spool: {e}");
@@ -343,7 +395,13 @@ fn reply_text(reply: &Reply) -> String {
 }
 
 /// Records what a command did.
-fn apply_effect(writer: &mut SessionWriter, session: &Session, line: &[u8], reply: &Reply, effect: Effect) {
+fn apply_effect(
+    writer: &mut SessionWriter,
+    session: &Session,
+    line: &[u8],
+    reply: &Reply,
+    effect: Effect,
+) {
     let event = match effect {
         Effect::None => return,
         Effect::Helo { extended, name } => Event::Helo {
@@ -364,7 +422,12 @@ fn apply_effect(writer: &mut SessionWriter, session: &Session, line: &[u8], repl
         Effect::Reset => Event::Reset,
         Effect::Error | Effect::Limit(_) => {
             if let Effect::Limit(limit) = effect {
-                record(writer, Event::Limit { limit: limit.into() });
+                record(
+                    writer,
+                    Event::Limit {
+                        limit: limit.into(),
+                    },
+                );
             }
             let command = line.strip_suffix(b"\n").unwrap_or(line);
             let command = command.strip_suffix(b"\r").unwrap_or(command);
@@ -375,7 +438,10 @@ fn apply_effect(writer: &mut SessionWriter, session: &Session, line: &[u8], repl
         }
     };
     // A new greeting or RSET abandons a BDAT message in progress.
-    if matches!(event, Event::Reset | Event::Helo { .. }) && writer.has_open_message() && !session.in_message() {
+    if matches!(event, Event::Reset | Event::Helo { .. })
+        && writer.has_open_message()
+        && !session.in_message()
+    {
         let summary = crate::smtp::DataSummary {
             size: 0,
             stored: 0,
@@ -387,7 +453,10 @@ fn apply_effect(writer: &mut SessionWriter, session: &Session, line: &[u8], repl
         let mut stored = stored_message(&summary, false, Some(Truncation::Abandoned), None);
         stored.chunked = true;
         if let Err(e) = writer.abandon_message(stored) {
-            tracing::warn!(session = writer.id(), "cannot finish abandoned message: {e}");
+            tracing::warn!(
+                session = writer.id(),
+                "cannot finish abandoned message: {e}"
+            );
         }
     }
     record(writer, event);

@@ -43,7 +43,9 @@ impl Listener {
                 }
             };
             let _ = socket.set_nodelay(true);
-            let local = socket.local_addr().unwrap_or_else(|_| self.tcp.local_addr().expect("bound"));
+            let local = socket
+                .local_addr()
+                .unwrap_or_else(|_| self.tcp.local_addr().expect("bound"));
             match self.shared.connections.try_acquire(peer.ip()) {
                 Ok(slot) => {
                     let connection = Connection {
@@ -79,16 +81,22 @@ impl Listener {
         tokio::spawn(async move {
             let session = Session::new(Arc::clone(&policy));
             let client = Endpoint::from(peer);
-            let reply = session.render(&policy.persona.replies.too_many_connections, client.ip.as_bytes());
+            let reply = session.render(
+                &policy.persona.replies.too_many_connections,
+                client.ip.as_bytes(),
+            );
             let connect = Event::Connect {
                 client: client.clone(),
                 server: Endpoint::from(local),
                 hostname: shared.hostname.clone(),
                 listener,
             };
-            let writer = shared
-                .spool
-                .begin(crate::timestamp::now(), client.ip, connect, shared.events.clone());
+            let writer = shared.spool.begin(
+                crate::timestamp::now(),
+                client.ip,
+                connect,
+                shared.events.clone(),
+            );
             let bytes = reply.to_bytes();
             let _ = tokio::time::timeout(Duration::from_secs(5), socket.write_all(&bytes)).await;
             if let Ok(mut writer) = writer {
@@ -96,7 +104,9 @@ impl Listener {
                 let _ = writer.record(Event::Limit {
                     limit: refusal.limit_name().into(),
                 });
-                let _ = tokio::task::spawn_blocking(move || writer.close_and_seal(EndReason::Limit, 0)).await;
+                let _ =
+                    tokio::task::spawn_blocking(move || writer.close_and_seal(EndReason::Limit, 0))
+                        .await;
             }
             drop(permit);
             drop(done);

@@ -59,8 +59,15 @@ pub struct Running {
 }
 
 /// Opens the spool, recovers crashed sessions, binds every listener.
-pub async fn start(config: &ListenConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<Running, StartError> {
-    let durability = if config.fsync { Durability::Fsync } else { Durability::None };
+pub async fn start(
+    config: &ListenConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
+    let durability = if config.fsync {
+        Durability::Fsync
+    } else {
+        Durability::None
+    };
     let spool = Spool::open(&config.spool, &config.sensor, durability)
         .map_err(|e| StartError(format!("cannot open spool {}: {e}", config.spool.display())))?;
     let recovered = recover::recover(&spool)
@@ -68,13 +75,16 @@ pub async fn start(config: &ListenConfig, shutdown: impl Future<Output = ()> + S
     for r in &recovered {
         match &r.result {
             Ok(path) => tracing::warn!("recovered an interrupted session into {}", path.display()),
-            Err(e) => tracing::error!("cannot recover {}: {e} (left in place)", r.incoming.display()),
+            Err(e) => tracing::error!(
+                "cannot recover {}: {e} (left in place)",
+                r.incoming.display()
+            ),
         }
     }
     let events = match &config.events {
-        Some(path) => Some(
-            EventStream::open(path).map_err(|e| StartError(format!("cannot open event stream {}: {e}", path.display())))?,
-        ),
+        Some(path) => Some(EventStream::open(path).map_err(|e| {
+            StartError(format!("cannot open event stream {}: {e}", path.display()))
+        })?),
         None => None,
     };
     let mut persona = Persona::builtin(&config.persona)
@@ -97,7 +107,10 @@ pub async fn start(config: &ListenConfig, shutdown: impl Future<Output = ()> + S
         events,
         hostname: config.hostname.clone(),
         limits: config.limits.clone(),
-        connections: ConnectionLimits::new(config.limits.max_connections, config.limits.max_connections_per_ip),
+        connections: ConnectionLimits::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        ),
         seal_permits: Semaphore::new(CONCURRENT_SEALS),
         refusal_permits: Arc::new(Semaphore::new(CONCURRENT_REFUSALS)),
     });

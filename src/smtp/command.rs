@@ -50,7 +50,8 @@ impl Path<'_> {
                 Some(eq) => (&p[..eq], &p[eq + 1..]),
                 None => (&p[..], &p[p.len()..]),
             };
-            key.eq_ignore_ascii_case(keyword.as_bytes()).then_some(value)
+            key.eq_ignore_ascii_case(keyword.as_bytes())
+                .then_some(value)
         })
     }
 }
@@ -163,7 +164,10 @@ mod tests {
 
     #[test]
     fn verbs_are_case_insensitive_and_trimmed() {
-        assert_eq!(parse(b"ehlo client.example\r\n"), Command::Ehlo(b"client.example"));
+        assert_eq!(
+            parse(b"ehlo client.example\r\n"),
+            Command::Ehlo(b"client.example")
+        );
         assert_eq!(parse(b"  HeLo x  \r\n"), Command::Helo(b"x"));
         assert_eq!(parse(b"QUIT\n"), Command::Quit(b""));
         assert_eq!(parse(b"\r\n"), Command::Empty);
@@ -182,7 +186,10 @@ mod tests {
             Command::Mail(path(b"a@b", vec![b"SIZE=100", b"BODY=8BITMIME"]))
         );
         assert_eq!(parse(b"MAIL FROM:<>\r\n"), Command::Mail(path(b"", vec![])));
-        assert_eq!(parse(b"MAIL FROM:a@b\r\n"), Command::Mail(path(b"a@b", vec![])));
+        assert_eq!(
+            parse(b"MAIL FROM:a@b\r\n"),
+            Command::Mail(path(b"a@b", vec![]))
+        );
         assert_eq!(parse(b"MAIL a@b\r\n"), Command::MailSyntax);
         assert_eq!(parse(b"MAIL FROM:<a@b\r\n"), Command::MailSyntax);
         assert_eq!(parse(b"MAIL FROM:\r\n"), Command::MailSyntax);

@@ -95,7 +95,11 @@ impl Persona {
     /// A queue id in this persona's format, from 64 random bits. Postfix's
     /// short ids are 10 to 12 upper-case hex digits (microseconds, then inode).
     pub fn queue_id(&self, random: u64) -> String {
-        format!("{:05X}{:06X}", (random >> 40) & 0xF_FFFF, random & 0xFF_FFFF)
+        format!(
+            "{:05X}{:06X}",
+            (random >> 40) & 0xF_FFFF,
+            random & 0xFF_FFFF
+        )
     }
 
     /// Looks a built-in persona up by name.
@@ -150,7 +154,8 @@ pub fn render(template: &str, vars: &Vars<'_>) -> Reply {
             .replace("{arg}", &printable(vars.arg));
     }
     if text.contains('\n') {
-        let lines: Vec<Cow<'static, str>> = text.split('\n').map(|l| l.to_string().into()).collect();
+        let lines: Vec<Cow<'static, str>> =
+            text.split('\n').map(|l| l.to_string().into()).collect();
         Reply::multiline(code, lines)
     } else {
         Reply::new(code, text)
@@ -163,7 +168,13 @@ fn printable(arg: &[u8]) -> String {
     const MAX: usize = 256;
     arg.iter()
         .take(MAX)
-        .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '?' })
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
@@ -188,7 +199,10 @@ mod tests {
         let r = render("252 2.0.0 {arg}", &vars);
         assert_eq!(r.to_bytes(), b"252 2.0.0 root??250 forged\r\n");
         let r = render("220 {host} ESMTP Postfix (Debian/GNU)", &vars);
-        assert_eq!(r.to_bytes(), b"220 mx.example.com ESMTP Postfix (Debian/GNU)\r\n");
+        assert_eq!(
+            r.to_bytes(),
+            b"220 mx.example.com ESMTP Postfix (Debian/GNU)\r\n"
+        );
     }
 
     #[test]

@@ -69,8 +69,17 @@ mod tests {
 
     #[test]
     fn multiline_uses_dash_then_space() {
-        let r = Reply::multiline(250, vec!["mx".into(), "PIPELINING".into(), "8BITMIME".into()]);
-        assert_eq!(r.to_bytes(), b"250-mx\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
-        assert_eq!(Reply::new(221, "2.0.0 Bye").to_bytes(), b"221 2.0.0 Bye\r\n");
+        let r = Reply::multiline(
+            250,
+            vec!["mx".into(), "PIPELINING".into(), "8BITMIME".into()],
+        );
+        assert_eq!(
+            r.to_bytes(),
+            b"250-mx\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+        );
+        assert_eq!(
+            Reply::new(221, "2.0.0 Bye").to_bytes(),
+            b"221 2.0.0 Bye\r\n"
+        );
     }
 }

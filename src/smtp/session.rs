@@ -66,9 +66,17 @@ pub enum Effect {
     None,
     /// A greeting. Like [`Effect::Reset`], it also drops the envelope and
     /// abandons an open BDAT message.
-    Helo { extended: bool, name: Vec<u8> },
-    Mail { address: Vec<u8>, params: Vec<Vec<u8>> },
-    Rcpt { address: Vec<u8> },
+    Helo {
+        extended: bool,
+        name: Vec<u8>,
+    },
+    Mail {
+        address: Vec<u8>,
+        params: Vec<Vec<u8>>,
+    },
+    Rcpt {
+        address: Vec<u8>,
+    },
     /// Message content starts after this reply (DATA). A BDAT message opens
     /// with [`Action::ChunkStart`] `{ first: true }` instead.
     MessageStart,
@@ -137,7 +145,10 @@ enum Phase {
     SkipLine,
     Data(DataReceiver),
     /// Inside a BDAT chunk of `remaining` bytes.
-    Bdat { remaining: u64, last: bool },
+    Bdat {
+        remaining: u64,
+        last: bool,
+    },
     Closed,
 }
 
@@ -214,7 +225,9 @@ impl Session {
     pub fn partial_summary(&self) -> Option<DataSummary> {
         match &self.phase {
             Phase::Data(rx) => Some(rx.summary()),
-            _ => self.bdat_size.map(|size| bdat_summary(size, self.policy.max_message_size)),
+            _ => self
+                .bdat_size
+                .map(|size| bdat_summary(size, self.policy.max_message_size)),
         }
     }
 
@@ -274,7 +287,10 @@ impl Session {
                 content.extend_from_slice(&input[..take.min(room as usize)]);
                 self.bdat_size = Some(before + take as u64);
                 *remaining -= take as u64;
-                if *remaining > 0 {
+                // The end of a non-final chunk is still plain Content: its
+                // reply comes on the next call, so that a Reply never carries
+                // content the caller would have to look for.
+                if *remaining > 0 || (take > 0 && !*last) {
                     return Step {
                         consumed: take,
                         action: Action::Content,
@@ -376,20 +392,36 @@ impl Session {
     }
 
     /// An error reply: counted against the error limit.
-    fn error(&mut self, consumed: usize, pick: impl Fn(&persona::Replies) -> &String, arg: &[u8]) -> Step {
+    fn error(
+        &mut self,
+        consumed: usize,
+        pick: impl Fn(&persona::Replies) -> &String,
+        arg: &[u8],
+    ) -> Step {
         self.errors += 1;
         let reply = self.reply(pick, arg);
         self.step(consumed, reply, Effect::Error, false)
     }
 
     /// An error because a limit was reached.
-    fn limit(&mut self, consumed: usize, pick: impl Fn(&persona::Replies) -> &String, name: &'static str) -> Step {
+    fn limit(
+        &mut self,
+        consumed: usize,
+        pick: impl Fn(&persona::Replies) -> &String,
+        name: &'static str,
+    ) -> Step {
         self.errors += 1;
         let reply = self.reply(pick, b"");
         self.step(consumed, reply, Effect::Limit(name), false)
     }
 
-    fn ok(&mut self, consumed: usize, pick: impl Fn(&persona::Replies) -> &String, arg: &[u8], effect: Effect) -> Step {
+    fn ok(
+        &mut self,
+        consumed: usize,
+        pick: impl Fn(&persona::Replies) -> &String,
+        arg: &[u8],
+        effect: Effect,
+    ) -> Step {
         let reply = self.reply(pick, arg);
         self.step(consumed, reply, effect, false)
     }
@@ -430,12 +462,12 @@ impl Session {
                 let reply = self.reply(|r| &r.quit, b"");
                 self.step(n, reply, Effect::None, true)
             }
-            Command::Vrfy(arg) if arg.is_empty() => self.error(n, |r| &r.vrfy_syntax, b""),
+            Command::Vrfy(b"") => self.error(n, |r| &r.vrfy_syntax, b""),
             Command::Vrfy(arg) => self.ok(n, |r| &r.vrfy, arg, Effect::None),
             Command::Expn(arg) => self.error(n, |r| &r.expn, arg),
             Command::Help(arg) => self.error(n, |r| &r.help, arg),
             Command::Etrn(_) if !self.greeted => self.error(n, |r| &r.need_helo, b""),
-            Command::Etrn(arg) if arg.is_empty() => self.error(n, |r| &r.etrn_syntax, b""),
+            Command::Etrn(b"") => self.error(n, |r| &r.etrn_syntax, b""),
             Command::Etrn(arg) => self.error(n, |r| &r.etrn, arg),
             Command::StartTls(_) => self.error(n, |r| &r.starttls_unavailable, b""),
             Command::Auth(_) => self.error(n, |r| &r.auth_unavailable, b""),

@@ -137,7 +137,11 @@ aGVsbG8=\r\n--XX--\r\n";
 
     #[test]
     fn garbage_does_not_panic() {
-        for input in [&b""[..], b"\xff\xfe", b"Content-Type: multipart/mixed; boundary=\r\n\r\n--\r\n"] {
+        for input in [
+            &b""[..],
+            b"\xff\xfe",
+            b"Content-Type: multipart/mixed; boundary=\r\n\r\n--\r\n",
+        ] {
             let _ = extract(input);
         }
     }

@@ -241,12 +241,19 @@ impl ManifestBuilder {
                         std::mem::take(&mut existing.rcpt_to),
                         std::mem::take(&mut existing.received_at),
                     );
-                    *existing = message_record(stored, envelope.0, envelope.1, envelope.2, envelope.3);
+                    *existing =
+                        message_record(stored, envelope.0, envelope.1, envelope.2, envelope.3);
                     return;
                 }
                 let (mail_from, mail_params, rcpt_to, received_at) =
                     self.pending.take().unwrap_or_default();
-                m.messages.push(message_record(stored, mail_from, mail_params, rcpt_to, received_at));
+                m.messages.push(message_record(
+                    stored,
+                    mail_from,
+                    mail_params,
+                    rcpt_to,
+                    received_at,
+                ));
             }
             Event::Limit { limit } => {
                 if !m.limits_hit.contains(limit) {
@@ -323,9 +330,12 @@ impl Manifest {
         if schema.split('/').next() != SCHEMA.split('/').next()
             || !schema.starts_with("latrine.session/1")
         {
-            return Err(format!("unsupported schema {schema:?}, expected {SCHEMA:?}"));
+            return Err(format!(
+                "unsupported schema {schema:?}, expected {SCHEMA:?}"
+            ));
         }
-        serde_json::from_value(value).map_err(|e| format!("does not match the manifest format: {e}"))
+        serde_json::from_value(value)
+            .map_err(|e| format!("does not match the manifest format: {e}"))
     }
 
     pub fn to_json(&self) -> Vec<u8> {

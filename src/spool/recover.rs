@@ -108,7 +108,9 @@ fn keep_unfinished_messages(dir: &Path, builder: &mut ManifestBuilder, at: &str)
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let index = name.strip_suffix(".eml").and_then(|n| n.parse::<u32>().ok());
+        let index = name
+            .strip_suffix(".eml")
+            .and_then(|n| n.parse::<u32>().ok());
         if let (Some(index), true) = (index, entry.file_type()?.is_file()) {
             found.push((index, format!("messages/{name}")));
         }

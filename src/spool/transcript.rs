@@ -99,7 +99,8 @@ mod tests {
         let path = dir.path().join("t.log");
         let sent: &[u8] = b"EHLO x\r\nMAIL FROM:<\x00\xff>\nhalf";
         {
-            let mut t = TranscriptWriter::new(File::create(&path).unwrap(), Instant::now(), "id").unwrap();
+            let mut t =
+                TranscriptWriter::new(File::create(&path).unwrap(), Instant::now(), "id").unwrap();
             t.client(sent).unwrap();
             t.server(b"250 ok\r\n").unwrap();
             t.flush().unwrap();

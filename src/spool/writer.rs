@@ -53,7 +53,10 @@ pub fn create_new(path: &Path) -> io::Result<File> {
 
 /// Creates directories (owner-only) as needed.
 pub fn create_dirs(path: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 fn sync_dir(path: &Path) -> io::Result<()> {
@@ -225,10 +228,13 @@ impl SessionWriter {
         let index = self.messages;
         let file_name = format!("messages/{index}.eml");
         if index == 1 {
-            fs::DirBuilder::new().mode(0o700).create(self.dir.join("messages"))?;
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(self.dir.join("messages"))?;
         }
         let file = create_new(&self.dir.join(&file_name))?;
-        self.transcript.note(&format!("message {index} begin {file_name}"))?;
+        self.transcript
+            .note(&format!("message {index} begin {file_name}"))?;
         self.record(Event::MessageBegin {
             index,
             file: file_name.clone(),
@@ -270,7 +276,10 @@ impl SessionWriter {
     /// Closes the open message and describes it. `stored.size`, `sha256`,
     /// `file` and `index` are filled in here; the caller fills the rest.
     /// Returns the file, still open, for [`sync_message`].
-    pub fn end_message(&mut self, mut stored: StoredMessage) -> io::Result<(StoredMessage, Option<File>)> {
+    pub fn end_message(
+        &mut self,
+        mut stored: StoredMessage,
+    ) -> io::Result<(StoredMessage, Option<File>)> {
         let Some(mut m) = self.message.take() else {
             return Err(io::Error::other("no open message"));
         };
@@ -293,7 +302,8 @@ impl SessionWriter {
             if stored.undoubled_dots.is_empty() {
                 String::new()
             } else {
-                let offsets: Vec<String> = stored.undoubled_dots.iter().map(u64::to_string).collect();
+                let offsets: Vec<String> =
+                    stored.undoubled_dots.iter().map(u64::to_string).collect();
                 format!(" undoubled_dots={}", offsets.join(","))
             }
         ))?;
@@ -338,7 +348,10 @@ impl SessionWriter {
         self.record(Event::Closed { reason, commands })?;
         self.flush()?;
         let SessionWriter {
-            spool, dir, builder, ..
+            spool,
+            dir,
+            builder,
+            ..
         } = self;
         seal(&spool, &dir, builder)
     }
