@@ -96,12 +96,29 @@ impl Connection {
     }
 
     async fn converse(&mut self, writer: &mut SessionWriter, session: &mut Session) -> EndReason {
+        let mut input: Vec<u8> = Vec::new();
+        let reason = self.exchange(writer, session, &mut input).await;
+        // Bytes the core never used (a partial line at disconnect, commands
+        // pipelined after QUIT) are evidence too.
+        if !input.is_empty() {
+            let _ = writer.transcript().note("client bytes not processed:");
+            log_client(writer, &input);
+            let _ = writer.flush();
+        }
+        reason
+    }
+
+    async fn exchange(
+        &mut self,
+        writer: &mut SessionWriter,
+        session: &mut Session,
+        input: &mut Vec<u8>,
+    ) -> EndReason {
         let limits = self.shared.limits.clone();
         let deadline = Instant::now() + limits.session_timeout;
         if self.send(writer, &session.greeting()).await.is_err() {
             return EndReason::ClientClosed;
         }
-        let mut input: Vec<u8> = Vec::new();
         loop {
             let wait_until = deadline.min(Instant::now() + limits.idle_timeout);
             tokio::select! {
@@ -120,13 +137,13 @@ impl Connection {
             // Reserve only once there is something to read: an idle
             // connection holds no read buffer.
             input.reserve(READ_SIZE);
-            match self.socket.try_read_buf(&mut input) {
+            match self.socket.try_read_buf(input) {
                 Ok(0) => return EndReason::ClientClosed,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(_) => return EndReason::ClientClosed,
             }
-            let next = self.handle_input(&mut input, writer, session).await;
+            let next = self.handle_input(input, writer, session).await;
             if input.capacity() > 4 * READ_SIZE && input.len() < READ_SIZE {
                 input.shrink_to(READ_SIZE);
             }

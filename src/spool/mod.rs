@@ -47,6 +47,10 @@
 //! - `M message <n> end size=<stored> received=<bytes> sha256=<hex>
 //!   [undoubled_dots=<o1>,<o2>...]` where it ended.
 //!
+//! - `M client bytes not processed:` before the `C` records of bytes the
+//!   client sent that were never acted on (a partial line when the
+//!   connection ended, commands pipelined after QUIT).
+//!
 //! For DATA, the wire bytes are the message file with a `.` put back before
 //! every line (after CRLF, or at the start) that begins with `.`, and before
 //! the lines at the `undoubled_dots` offsets, then `.\r\n`. Content past the
