@@ -26,6 +26,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the SMTP honeypot. With no options: 127.0.0.1:2525, spool ./spool.
     Listen(ListenArgs),
+    /// Turn one or many spools into reports (CSV, JSON, NDJSON).
+    Analyze(crate::analyze::AnalyzeArgs),
+    /// Check every sealed session against its manifest (chain of custody).
+    Verify(crate::verify::VerifyArgs),
 }
 
 /// Options of `latrine listen`. Each overrides the same key of `--config`.

@@ -4,8 +4,11 @@
 //! - [`listen`]: the tokio shell around it: sockets, timeouts, limits, shutdown.
 //! - [`spool`]: the on-disk evidence format, written by `listen`, read by `analyze`.
 //! - [`events`]: the vocabulary of session events shared by the spool and the event stream.
+//! - [`analyze`]: the analyst's pipeline over spools: walk, load, enrich, aggregate, report.
+//! - [`verify`]: the chain-of-custody check of sealed sessions.
 //! - [`config`]: options from the command line and the TOML file, checked at start.
 
+pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod escape;
@@ -14,3 +17,4 @@ pub mod listen;
 pub mod smtp;
 pub mod spool;
 pub mod timestamp;
+pub mod verify;

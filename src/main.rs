@@ -9,6 +9,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
     match cli.command {
+        Command::Analyze(args) => latrine::analyze::run(args),
+        Command::Verify(args) => latrine::verify::run(args),
         Command::Listen(args) => {
             let file = match &args.config {
                 Some(path) => config::read_file(path),
