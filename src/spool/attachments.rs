@@ -6,7 +6,9 @@
 //! can neither crash the sealing nor fill the disk with tiny parts.
 
 use super::manifest::Headers;
-use mail_parser::{Address, Message, MessageParser, MimeHeaders};
+use mail_parser::decoders::base64::base64_decode;
+use mail_parser::decoders::quoted_printable::quoted_printable_decode;
+use mail_parser::{Address, Encoding, Message, MessageParser, MessagePart, MimeHeaders};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// `message/rfc822` nesting followed when looking for attachments.
@@ -68,7 +70,7 @@ fn collect(message: &Message<'_>, depth: u32, parsed: &mut Parsed) {
         parsed.attachments.push(Attachment {
             filename: part.attachment_name().map(|n| clip(n).to_string()),
             content_type,
-            content: part.contents().to_vec(),
+            content: decoded_content(message, part),
             depth,
         });
         if let Some(nested) = part.message()
@@ -77,6 +79,69 @@ fn collect(message: &Message<'_>, depth: u32, parsed: &mut Parsed) {
             collect(nested, depth + 1, parsed);
         }
     }
+}
+
+/// The attachment's bytes as the sender attached them: transfer encoding
+/// undone, nothing else. mail-parser converts text parts to UTF-8 from their
+/// charset and leaves uuencode alone; either would make the sha256 differ
+/// from the sender's file, so those cases are decoded here from the raw body.
+fn decoded_content(message: &Message<'_>, part: &MessagePart<'_>) -> Vec<u8> {
+    let raw = message
+        .raw_message()
+        .get(part.raw_body_offset() as usize..part.raw_end_offset() as usize)
+        .unwrap_or_default();
+    let transfer_encoding = part
+        .content_transfer_encoding()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if matches!(
+        transfer_encoding.as_str(),
+        "x-uuencode" | "uuencode" | "x-uue"
+    ) {
+        if let Some(decoded) = uudecode(raw) {
+            return decoded;
+        }
+    }
+    if !part.is_text() {
+        return part.contents().to_vec();
+    }
+    let decoded = match part.encoding {
+        Encoding::Base64 => base64_decode(raw),
+        Encoding::QuotedPrintable => quoted_printable_decode(raw),
+        Encoding::None => Some(raw.to_vec()),
+    };
+    decoded.unwrap_or_else(|| part.contents().to_vec())
+}
+
+/// Decodes the first `begin ... end` block of uuencoded text.
+fn uudecode(text: &[u8]) -> Option<Vec<u8>> {
+    let mut lines = text
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    lines.find(|l| l.starts_with(b"begin "))?;
+    let mut out = Vec::new();
+    for line in lines {
+        if line == b"end" || line.is_empty() {
+            break;
+        }
+        let len = usize::from((line[0].wrapping_sub(b' ')) & 0x3f);
+        if len == 0 {
+            break;
+        }
+        let chars: Vec<u8> = line[1..]
+            .iter()
+            .map(|&c| c.wrapping_sub(b' ') & 0x3f)
+            .collect();
+        let mut decoded = Vec::with_capacity(len + 2);
+        for group in chars.chunks(4) {
+            let g = |i: usize| u32::from(group.get(i).copied().unwrap_or(0));
+            let n = (g(0) << 18) | (g(1) << 12) | (g(2) << 6) | g(3);
+            decoded.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
+        }
+        decoded.truncate(len);
+        out.extend_from_slice(&decoded);
+    }
+    Some(out)
 }
 
 fn headers(message: &Message<'_>) -> Headers {
@@ -133,6 +198,22 @@ aGVsbG8=\r\n--XX--\r\n";
         assert_eq!(a.filename.as_deref(), Some("../../etc/passwd"));
         assert_eq!(a.content, b"hello");
         assert_eq!(a.content_type, "application/octet-stream");
+    }
+
+    #[test]
+    fn uuencode_and_text_charsets_are_kept_as_sent() {
+        let eml = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\
+Content-Type: application/octet-stream; name=\"a.bin\"\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n\
+begin 644 a.bin\r\n#0V%T\r\n`\r\nend\r\n--B\r\n\
+Content-Type: text/plain; charset=iso-8859-1; name=\"f.txt\"\r\nContent-Disposition: attachment; filename=\"f.txt\"\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\nFr=F6sche\r\n--B--\r\n";
+        let parsed = extract(eml).unwrap();
+        let contents: Vec<&[u8]> = parsed.attachments.iter().map(|a| &a.content[..]).collect();
+        assert!(contents.contains(&&b"Cat"[..]), "{contents:?}");
+        assert!(
+            contents.iter().any(|c| c.starts_with(b"Fr\xf6sche")),
+            "{contents:?}"
+        );
     }
 
     #[test]
