@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the SMTP honeypot. With no options: 127.0.0.1:2525, spool ./spool.
-    Listen(ListenArgs),
+    Listen(Box<ListenArgs>),
     /// Turn one or many spools into reports (CSV, JSON, NDJSON).
     Analyze(crate::analyze::AnalyzeArgs),
     /// Check every sealed session against its manifest (chain of custody).

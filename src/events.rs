@@ -49,6 +49,8 @@ pub enum EndReason {
     Timeout,
     /// A limit ended the session: total time, errors, connections.
     Limit,
+    /// We hung up on a forbidden command (an HTTP request), as Postfix does.
+    Rejected,
     /// The listener was shutting down.
     Shutdown,
     /// Reading or writing the socket failed.

@@ -211,12 +211,14 @@ impl Connection {
                 } => {
                     log_client(writer, unit);
                     queue_reply(writer, &reply, &mut out);
+                    let reason = match &effect {
+                        Effect::Limit(_) => EndReason::Limit,
+                        Effect::Error => EndReason::Rejected,
+                        _ => EndReason::Quit,
+                    };
                     apply_effect(writer, session, unit, &reply, effect);
                     if close {
-                        next = Next::Close(match reply.code() {
-                            221 => EndReason::Quit,
-                            _ => EndReason::Limit,
-                        });
+                        next = Next::Close(reason);
                         break;
                     }
                 }
@@ -445,6 +447,11 @@ fn apply_effect(
                         limit: limit.into(),
                     },
                 );
+                // A limit reached without a command (the 421 after too many
+                // errors) is not a protocol error of its own.
+                if line.is_empty() {
+                    return;
+                }
             }
             let command = line.strip_suffix(b"\n").unwrap_or(line);
             let command = command.strip_suffix(b"\r").unwrap_or(command);

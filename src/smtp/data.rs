@@ -162,15 +162,19 @@ impl DataReceiver {
                     };
                 }
                 (Scan::DotCr, other) => {
-                    // `.` then a bare CR: not the end; keep both bytes verbatim.
+                    // `.` then a bare CR: not the end. The line (which ends
+                    // only at CRLF) has more characters, so the dot is removed
+                    // like any other undoubled one; the window flags smuggling.
                     self.flags.bare_cr = true;
-                    self.emit(b".\r", content);
+                    self.undoubled_dot();
+                    self.emit(b"\r", content);
                     self.inside_line(other, content);
                 }
                 (Scan::Dot, b'\n') => {
-                    // `.` then a bare LF: kept verbatim (the window flags it).
+                    // `.` then a bare LF: the same rule.
                     self.flags.bare_lf = true;
-                    self.emit(b".\n", content);
+                    self.undoubled_dot();
+                    self.emit(b"\n", content);
                     self.scan = Scan::Middle;
                 }
                 (Scan::Dot, b'.') => {
@@ -179,10 +183,7 @@ impl DataReceiver {
                     self.scan = Scan::Middle;
                 }
                 (Scan::Dot, other) => {
-                    self.undoubled_dots_total += 1;
-                    if self.undoubled_dots.len() < MAX_UNDOUBLED_DOTS {
-                        self.undoubled_dots.push(self.size);
-                    }
+                    self.undoubled_dot();
                     self.emit(&[other], content);
                     self.scan = Scan::Middle;
                 }
@@ -214,6 +215,16 @@ impl DataReceiver {
             }
             _ => Scan::Middle,
         };
+    }
+
+    /// A line-start dot was removed although it was not doubled: remember
+    /// where, so that the wire bytes can be rebuilt. Offsets past the kept
+    /// content are useless (that content is gone) and not listed.
+    fn undoubled_dot(&mut self) {
+        self.undoubled_dots_total += 1;
+        if self.undoubled_dots.len() < MAX_UNDOUBLED_DOTS && self.size < self.max_size {
+            self.undoubled_dots.push(self.size);
+        }
     }
 
     fn emit(&mut self, bytes: &[u8], content: &mut Vec<u8>) {
@@ -291,6 +302,7 @@ mod tests {
         let input = b"a\nb\n.\nc\r\n.\r\n";
         let (content, _, finished, s) = run(input, 3, 1 << 20);
         assert!(finished);
+        // A dot after a bare LF does not start a line: it is kept.
         assert_eq!(content, b"a\nb\n.\nc\r\n");
         assert!(s.flags.bare_lf);
         assert!(s.flags.smuggling);
@@ -308,7 +320,9 @@ mod tests {
     fn crlf_dot_lf_is_smuggling_and_bare_cr_is_flagged() {
         let (content, _, finished, s) = run(b"x\r\n.\ny\rz\r\n.\r\n", 1, 1 << 20);
         assert!(finished);
-        assert_eq!(content, b"x\r\n.\ny\rz\r\n");
+        // The line-start dot before the bare LF is removed and its offset kept.
+        assert_eq!(content, b"x\r\n\ny\rz\r\n");
+        assert_eq!(s.undoubled_dots, vec![3]);
         assert!(s.flags.smuggling && s.flags.bare_cr && s.flags.bare_lf);
     }
 

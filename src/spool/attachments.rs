@@ -97,10 +97,9 @@ fn decoded_content(message: &Message<'_>, part: &MessagePart<'_>) -> Vec<u8> {
     if matches!(
         transfer_encoding.as_str(),
         "x-uuencode" | "uuencode" | "x-uue"
-    ) {
-        if let Some(decoded) = uudecode(raw) {
-            return decoded;
-        }
+    ) && let Some(decoded) = uudecode(raw)
+    {
+        return decoded;
     }
     if !part.is_text() {
         return part.contents().to_vec();

@@ -77,7 +77,7 @@
 //! | `schema` | `latrine.session/1`; readers refuse another major version |
 //! | `session_id`, `sensor`, `latrine` | ids, and the version that wrote it |
 //! | `started_at`, `ended_at` | connect and close times |
-//! | `end_reason` | `quit`, `client_closed`, `timeout`, `limit`, `shutdown`, `error`, `recovered` |
+//! | `end_reason` | `quit`, `client_closed`, `timeout`, `limit`, `rejected` (we hung up on an HTTP request, as Postfix does), `shutdown`, `error`, `recovered` |
 //! | `client` | `{ip, port}` from the socket, never from what the client said |
 //! | `server` | `{ip, port, hostname, listener}` |
 //! | `helo`, `helo_total` | HELO/EHLO arguments in order (first 100), and how many |

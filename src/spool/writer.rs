@@ -328,8 +328,16 @@ impl SessionWriter {
         })
     }
 
-    /// Hands buffered transcript and journal lines to the OS.
+    /// Hands buffered transcript, journal and message bytes to the OS, so
+    /// that a killed process loses nothing it has read.
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(m) = &mut self.message
+            && !m.failed
+            && let Err(e) = m.out.flush()
+        {
+            tracing::warn!(session = %self.id, "message write failed: {e}");
+            m.failed = true;
+        }
         self.transcript.flush()?;
         self.journal.flush()
     }

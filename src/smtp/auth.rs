@@ -1,0 +1,261 @@
+//! SMTP AUTH (RFC 4954) as a honeypot does it: run the SASL exchange far
+//! enough to capture what the client offers, then let the caller decide
+//! whether to "accept" it.
+//!
+//! PLAIN (RFC 4616) and LOGIN reveal the password; CRAM-MD5 (RFC 2195)
+//! reveals the user name and an HMAC of our challenge, which is recorded with
+//! the challenge so that an analyst can test candidate passwords offline.
+//! Decoded values are raw bytes: they may hold NUL, CR or LF.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+/// A SASL mechanism we offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Plain,
+    Login,
+    CramMd5,
+}
+
+impl Mechanism {
+    pub fn parse(name: &[u8]) -> Option<Mechanism> {
+        [
+            ("PLAIN", Mechanism::Plain),
+            ("LOGIN", Mechanism::Login),
+            ("CRAM-MD5", Mechanism::CramMd5),
+        ]
+        .into_iter()
+        .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+        .map(|(_, m)| m)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Login => "LOGIN",
+            Mechanism::CramMd5 => "CRAM-MD5",
+        }
+    }
+}
+
+/// How an exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthEnd {
+    /// The client gave its credentials; the caller decides.
+    Complete,
+    /// The client sent `*`.
+    Cancelled,
+    /// A response was not valid base64, or not of the mechanism's form.
+    Malformed,
+}
+
+/// Everything a client offered in one AUTH exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthAttempt {
+    pub mechanism: Mechanism,
+    pub end: AuthEnd,
+    /// PLAIN's authorization identity, when not empty.
+    pub authzid: Option<Vec<u8>>,
+    pub username: Option<Vec<u8>>,
+    pub password: Option<Vec<u8>>,
+    /// CRAM-MD5: the challenge we sent (decoded) and the hex digest received.
+    pub challenge: Option<String>,
+    pub digest: Option<String>,
+    /// The client's lines of the exchange, exactly as sent (line endings included).
+    pub raw: Vec<u8>,
+}
+
+/// Where an exchange in progress stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    /// Send `334 <base64 text>` and wait for the next line.
+    Continue(String),
+    /// The exchange is over.
+    Done(AuthAttempt),
+}
+
+/// An AUTH exchange in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthExchange {
+    attempt: AuthAttempt,
+}
+
+/// LOGIN's prompts, as every server sends them.
+const USERNAME: &str = "VXNlcm5hbWU6"; // "Username:"
+const PASSWORD: &str = "UGFzc3dvcmQ6"; // "Password:"
+
+fn decode(text: &[u8]) -> Option<Vec<u8>> {
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
+    // RFC 4954: "=" is an empty initial response.
+    if text == b"=" {
+        return Some(Vec::new());
+    }
+    STANDARD.decode(text).ok()
+}
+
+fn strip_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+impl AuthExchange {
+    /// Starts an exchange from the AUTH command line. `challenge` is the
+    /// CRAM-MD5 challenge to use (`<random.time@host>`).
+    pub fn start(mechanism: Mechanism, initial: Option<&[u8]>, line: &[u8], challenge: String) -> (AuthExchange, Prompt) {
+        let mut exchange = AuthExchange {
+            attempt: AuthAttempt {
+                mechanism,
+                end: AuthEnd::Complete,
+                authzid: None,
+                username: None,
+                password: None,
+                challenge: None,
+                digest: None,
+                raw: line.to_vec(),
+            },
+        };
+        let prompt = match (mechanism, initial) {
+            (Mechanism::Plain, Some(ir)) => exchange.plain(ir),
+            (Mechanism::Plain, None) => Prompt::Continue(String::new()),
+            (Mechanism::Login, Some(ir)) => exchange.login_user(ir),
+            (Mechanism::Login, None) => Prompt::Continue(USERNAME.into()),
+            (Mechanism::CramMd5, _) => {
+                let encoded = STANDARD.encode(challenge.as_bytes());
+                exchange.attempt.challenge = Some(challenge);
+                Prompt::Continue(encoded)
+            }
+        };
+        (exchange, prompt)
+    }
+
+    /// Takes the client's next line (CRLF included).
+    pub fn respond(&mut self, line: &[u8]) -> Prompt {
+        self.attempt.raw.extend_from_slice(line);
+        if strip_eol(line) == b"*" {
+            return self.finish(AuthEnd::Cancelled);
+        }
+        match self.attempt.mechanism {
+            Mechanism::Plain => self.plain(line),
+            Mechanism::Login if self.attempt.username.is_none() => self.login_user(line),
+            Mechanism::Login => match decode(line) {
+                Some(password) => {
+                    self.attempt.password = Some(password);
+                    self.finish(AuthEnd::Complete)
+                }
+                None => self.finish(AuthEnd::Malformed),
+            },
+            Mechanism::CramMd5 => self.cram(line),
+        }
+    }
+
+    /// `authzid NUL authcid NUL passwd`.
+    fn plain(&mut self, response: &[u8]) -> Prompt {
+        let Some(decoded) = decode(response) else {
+            return self.finish(AuthEnd::Malformed);
+        };
+        let mut parts = decoded.splitn(3, |&b| b == 0);
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(authzid), Some(user), Some(password)) => {
+                if !authzid.is_empty() {
+                    self.attempt.authzid = Some(authzid.to_vec());
+                }
+                self.attempt.username = Some(user.to_vec());
+                self.attempt.password = Some(password.to_vec());
+                self.finish(AuthEnd::Complete)
+            }
+            _ => {
+                // Not of PLAIN's form, but what was sent is still worth keeping.
+                self.attempt.password = Some(decoded);
+                self.finish(AuthEnd::Malformed)
+            }
+        }
+    }
+
+    fn login_user(&mut self, response: &[u8]) -> Prompt {
+        match decode(response) {
+            Some(user) => {
+                self.attempt.username = Some(user);
+                Prompt::Continue(PASSWORD.into())
+            }
+            None => self.finish(AuthEnd::Malformed),
+        }
+    }
+
+    /// `user SP hex-digest`.
+    fn cram(&mut self, response: &[u8]) -> Prompt {
+        let Some(decoded) = decode(response) else {
+            return self.finish(AuthEnd::Malformed);
+        };
+        match decoded.iter().rposition(|&b| b == b' ') {
+            Some(space) => {
+                self.attempt.username = Some(decoded[..space].to_vec());
+                self.attempt.digest = Some(String::from_utf8_lossy(&decoded[space + 1..]).into_owned());
+                self.finish(AuthEnd::Complete)
+            }
+            None => {
+                self.attempt.username = Some(decoded);
+                self.finish(AuthEnd::Malformed)
+            }
+        }
+    }
+
+    fn finish(&mut self, end: AuthEnd) -> Prompt {
+        self.attempt.end = end;
+        Prompt::Done(self.attempt.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(p: Prompt) -> AuthAttempt {
+        match p {
+            Prompt::Done(a) => a,
+            other => panic!("expected the end, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_with_initial_response() {
+        let ir = STANDARD.encode(b"\0alice\0s3cr\r\nt");
+        let line = format!("AUTH PLAIN {ir}\r\n");
+        let (_, p) = AuthExchange::start(Mechanism::Plain, Some(ir.as_bytes()), line.as_bytes(), String::new());
+        let a = done(p);
+        assert_eq!(a.end, AuthEnd::Complete);
+        assert_eq!(a.username.as_deref(), Some(&b"alice"[..]));
+        assert_eq!(a.password.as_deref(), Some(&b"s3cr\r\nt"[..]));
+        assert_eq!(a.raw, line.as_bytes());
+    }
+
+    #[test]
+    fn login_in_two_steps_and_cancel() {
+        let (mut x, p) = AuthExchange::start(Mechanism::Login, None, b"AUTH LOGIN\r\n", String::new());
+        assert_eq!(p, Prompt::Continue(USERNAME.into()));
+        assert_eq!(x.respond(b"Ym9i\r\n"), Prompt::Continue(PASSWORD.into()));
+        let a = done(x.respond(b"aHVudGVyMg==\r\n"));
+        assert_eq!(a.username.as_deref(), Some(&b"bob"[..]));
+        assert_eq!(a.password.as_deref(), Some(&b"hunter2"[..]));
+        let (mut x, _) = AuthExchange::start(Mechanism::Login, None, b"AUTH LOGIN\r\n", String::new());
+        assert_eq!(done(x.respond(b"*\r\n")).end, AuthEnd::Cancelled);
+    }
+
+    #[test]
+    fn cram_md5_records_challenge_and_digest() {
+        let (mut x, p) = AuthExchange::start(Mechanism::CramMd5, None, b"AUTH CRAM-MD5\r\n", "<1.2@mx>".into());
+        assert_eq!(p, Prompt::Continue(STANDARD.encode("<1.2@mx>")));
+        let response = STANDARD.encode("tim b913a602c7eda7a495b4e6e7334d3890");
+        let a = done(x.respond(format!("{response}\r\n").as_bytes()));
+        assert_eq!(a.username.as_deref(), Some(&b"tim"[..]));
+        assert_eq!(a.digest.as_deref(), Some("b913a602c7eda7a495b4e6e7334d3890"));
+        assert_eq!(a.challenge.as_deref(), Some("<1.2@mx>"));
+    }
+
+    #[test]
+    fn bad_base64_is_malformed() {
+        let (_, p) = AuthExchange::start(Mechanism::Plain, Some(b"!!!"), b"AUTH PLAIN !!!\r\n", String::new());
+        assert_eq!(done(p).end, AuthEnd::Malformed);
+    }
+}
