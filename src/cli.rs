@@ -49,6 +49,39 @@ pub struct ListenArgs {
     #[arg(long = "listen", value_name = "ADDR:PORT")]
     pub listen: Vec<String>,
 
+    /// Also listen for submission (port 587 style: STARTTLS and AUTH offered); repeatable.
+    #[arg(long = "listen-submission", value_name = "ADDR:PORT")]
+    pub listen_submission: Vec<String>,
+
+    /// Also listen with implicit TLS (port 465 style, "SMTPS"); repeatable.
+    #[arg(long = "listen-smtps", value_name = "ADDR:PORT")]
+    pub listen_smtps: Vec<String>,
+
+    /// Offer no TLS at all (no STARTTLS; smtps listeners are refused).
+    #[arg(long)]
+    pub no_tls: bool,
+
+    /// PEM certificate (chain) for TLS. Default: a self-signed one for the
+    /// host name, made at first start and kept in the state directory.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Where the generated certificate is kept. Default: beside the spool,
+    /// <spool>.state (not inside it, so the key never travels with the evidence).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// What to answer to credentials: accept, reject, or accept-after:N (reject
+    /// the first N complete attempts per client IP, then accept). Default
+    /// accept-after:5: brute-force lists are captured, and a spammer who
+    /// "succeeds" goes on to send mail.
+    #[arg(long, value_name = "POLICY")]
+    pub auth_policy: Option<String>,
+
     /// Spool directory where sealed sessions are written. Default ./spool.
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
@@ -126,6 +159,13 @@ impl ListenArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             listen: self.listen.clone(),
+            listen_submission: self.listen_submission.clone(),
+            listen_smtps: self.listen_smtps.clone(),
+            tls: self.no_tls.then_some(false),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            state_dir: self.state_dir.clone(),
+            auth_policy: self.auth_policy.clone(),
             spool: self.spool.clone(),
             sensor: self.sensor.clone(),
             hostname: self.hostname.clone(),

@@ -5,6 +5,9 @@
 //!
 //! `scripts/latrine.example.toml` documents every key.
 
+use crate::listen::auth_policy::AuthPolicy;
+use crate::smtp::AuthOffer;
+use crate::tls::CertificateSource;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,14 @@ pub struct FileConfig {
     pub strict_order: Option<bool>,
     pub fsync: Option<bool>,
     pub events: Option<PathBuf>,
+    /// Offer STARTTLS (and allow implicit-TLS listeners). Default true.
+    pub tls: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Where the generated certificate is kept. Default: `<spool>.state`.
+    pub state_dir: Option<PathBuf>,
+    /// `accept`, `reject` or `accept-after:N`.
+    pub auth_policy: Option<String>,
     #[serde(default)]
     pub limits: FileLimits,
     #[serde(default, rename = "listener")]
@@ -51,12 +62,24 @@ pub struct FileLimits {
 pub struct FileListener {
     pub address: String,
     pub name: Option<String>,
+    /// `smtp` (STARTTLS offered), `submission` (STARTTLS, AUTH offered) or
+    /// `smtps` (implicit TLS).
+    pub mode: Option<String>,
+    /// Where AUTH is offered: `never`, `after_tls` or `always`.
+    pub auth: Option<String>,
 }
 
 /// Options given on the command line; `None` means "not given".
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub listen: Vec<String>,
+    pub listen_submission: Vec<String>,
+    pub listen_smtps: Vec<String>,
+    pub tls: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub auth_policy: Option<String>,
     pub spool: Option<PathBuf>,
     pub sensor: Option<String>,
     pub hostname: Option<String>,
@@ -75,12 +98,52 @@ pub struct Overrides {
     pub max_connections_per_ip: Option<u64>,
 }
 
+/// What a listening socket speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerMode {
+    /// Port 25 style: plaintext, STARTTLS offered, AUTH after TLS.
+    Smtp,
+    /// Port 587 style: STARTTLS and AUTH offered.
+    Submission,
+    /// Port 465 style: TLS from the first byte.
+    Smtps,
+}
+
+impl ListenerMode {
+    fn parse(text: &str) -> Option<ListenerMode> {
+        match text {
+            "smtp" => Some(ListenerMode::Smtp),
+            "submission" => Some(ListenerMode::Submission),
+            "smtps" => Some(ListenerMode::Smtps),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerMode::Smtp => "smtp",
+            ListenerMode::Submission => "submission",
+            ListenerMode::Smtps => "smtps",
+        }
+    }
+
+    /// Where AUTH is offered unless the listener says otherwise.
+    fn default_auth(self) -> AuthOffer {
+        match self {
+            ListenerMode::Smtp => AuthOffer::AfterTls,
+            ListenerMode::Submission | ListenerMode::Smtps => AuthOffer::Always,
+        }
+    }
+}
+
 /// One listening socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {
     pub address: SocketAddr,
     /// Recorded in each session's manifest (`server.listener`).
     pub name: String,
+    pub mode: ListenerMode,
+    pub auth: AuthOffer,
 }
 
 /// Limits that protect the sensor; see the example config for the reasons
@@ -129,6 +192,9 @@ pub struct ListenConfig {
     pub strict_order: bool,
     pub fsync: bool,
     pub events: Option<PathBuf>,
+    /// The certificate for STARTTLS and implicit TLS; `None` when TLS is off.
+    pub tls: Option<CertificateSource>,
+    pub auth_policy: AuthPolicy,
     pub limits: Limits,
 }
 
@@ -270,28 +336,86 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
         )? as usize,
     };
 
-    let listeners = if !cli.listen.is_empty() {
-        cli.listen
+    let cli_listeners: Vec<(&str, &String, ListenerMode)> = cli
+        .listen
+        .iter()
+        .map(|a| ("--listen", a, ListenerMode::Smtp))
+        .chain(
+            cli.listen_submission
+                .iter()
+                .map(|a| ("--listen-submission", a, ListenerMode::Submission)),
+        )
+        .chain(
+            cli.listen_smtps
+                .iter()
+                .map(|a| ("--listen-smtps", a, ListenerMode::Smtps)),
+        )
+        .collect();
+    let listeners = if !cli_listeners.is_empty() {
+        cli_listeners
             .iter()
-            .enumerate()
-            .map(|(i, a)| listener("--listen", a, None, i))
+            .map(|(key, a, mode)| listener(key, a, None, *mode, None))
             .collect::<Result<Vec<_>, _>>()?
     } else if !file.listeners.is_empty() {
         file.listeners
             .iter()
             .enumerate()
             .map(|(i, l)| {
+                let mode = match &l.mode {
+                    None => ListenerMode::Smtp,
+                    Some(m) => ListenerMode::parse(m).ok_or_else(|| {
+                        bad(
+                            &format!("listener[{i}].mode"),
+                            format!("{m:?} is not one of smtp, submission, smtps"),
+                        )
+                    })?,
+                };
+                let auth = match l.auth.as_deref() {
+                    None => None,
+                    Some("never") => Some(AuthOffer::Never),
+                    Some("after_tls") => Some(AuthOffer::AfterTls),
+                    Some("always") => Some(AuthOffer::Always),
+                    Some(other) => {
+                        return Err(bad(
+                            &format!("listener[{i}].auth"),
+                            format!("{other:?} is not one of never, after_tls, always"),
+                        ));
+                    }
+                };
                 listener(
                     &format!("listener[{i}].address"),
                     &l.address,
                     l.name.clone(),
-                    i,
+                    mode,
+                    auth,
                 )
             })
             .collect::<Result<Vec<_>, _>>()?
     } else {
-        vec![listener("--listen", DEFAULT_LISTEN, None, 0)?]
+        vec![listener(
+            "--listen",
+            DEFAULT_LISTEN,
+            None,
+            ListenerMode::Smtp,
+            None,
+        )?]
     };
+    // Unnamed listeners are named by mode: smtp, smtp2, submission, smtps...
+    let mut listeners = listeners;
+    for i in 0..listeners.len() {
+        if listeners[i].name.is_empty() {
+            let mode = listeners[i].mode.name();
+            let same = listeners[..i]
+                .iter()
+                .filter(|l| l.mode.name() == mode)
+                .count();
+            listeners[i].name = if same == 0 {
+                mode.to_string()
+            } else {
+                format!("{mode}{}", same + 1)
+            };
+        }
+    }
     for (i, a) in listeners.iter().enumerate() {
         if listeners[..i].iter().any(|b| b.address == a.address) {
             return Err(bad("listener", format!("{} is listed twice", a.address)));
@@ -331,6 +455,45 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
     if spool.as_os_str().is_empty() {
         return Err(bad("spool", "must not be empty"));
     }
+    let tls_on = cli.tls.or(file.tls).unwrap_or(true);
+    let tls = match (
+        tls_on,
+        cli.tls_cert.or(file.tls_cert),
+        cli.tls_key.or(file.tls_key),
+    ) {
+        (false, _, _) => None,
+        (true, Some(cert), Some(key)) => Some(CertificateSource::Files { cert, key }),
+        (true, None, None) => Some(CertificateSource::Generated {
+            state_dir: cli
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| default_state_dir(&spool)),
+            hostname: hostname.clone(),
+        }),
+        (true, Some(_), None) => return Err(bad("tls_key", "tls_cert is set but tls_key is not")),
+        (true, None, Some(_)) => return Err(bad("tls_cert", "tls_key is set but tls_cert is not")),
+    };
+    if tls.is_none()
+        && let Some(l) = listeners.iter().find(|l| l.mode == ListenerMode::Smtps)
+    {
+        return Err(bad(
+            "tls",
+            format!(
+                "the smtps listener on {} needs TLS, which is turned off",
+                l.address
+            ),
+        ));
+    }
+    let policy_text = cli.auth_policy.or(file.auth_policy);
+    let auth_policy = match policy_text.as_deref() {
+        None => AuthPolicy::DEFAULT,
+        Some(text) => AuthPolicy::parse(text).ok_or_else(|| {
+            bad(
+                "auth_policy",
+                format!("{text:?} is not accept, reject or accept-after:N"),
+            )
+        })?,
+    };
     Ok(ListenConfig {
         listeners,
         spool,
@@ -341,6 +504,8 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
         strict_order: cli.strict_order.or(file.strict_order).unwrap_or(false),
         fsync: cli.fsync.or(file.fsync).unwrap_or(true),
         events: cli.events.or(file.events),
+        tls,
+        auth_policy,
         limits,
     })
 }
@@ -352,11 +517,23 @@ fn range(key: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> 
     Ok(value)
 }
 
+/// Next to the spool, not inside it: the private key must not travel with
+/// the evidence when the spool is copied.
+fn default_state_dir(spool: &Path) -> PathBuf {
+    let mut name = spool
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "spool".into());
+    name.push(".state");
+    spool.with_file_name(name)
+}
+
 fn listener(
     key: &str,
     address: &str,
     name: Option<String>,
-    index: usize,
+    mode: ListenerMode,
+    auth: Option<AuthOffer>,
 ) -> Result<ListenerConfig, ConfigError> {
     let address: SocketAddr = address.parse().map_err(|_| {
         bad(
@@ -364,15 +541,16 @@ fn listener(
             format!("{address:?} is not an ADDR:PORT such as 127.0.0.1:2525 or [::]:25"),
         )
     })?;
-    let name = name.unwrap_or_else(|| {
-        if index == 0 {
-            "smtp".into()
-        } else {
-            format!("smtp{index}")
-        }
-    });
-    check_sensor(&format!("{key} name"), &name)?;
-    Ok(ListenerConfig { address, name })
+    let name = name.unwrap_or_default();
+    if !name.is_empty() {
+        check_sensor(&format!("{key} name"), &name)?;
+    }
+    Ok(ListenerConfig {
+        address,
+        name,
+        mode,
+        auth: auth.unwrap_or(mode.default_auth()),
+    })
 }
 
 /// A host name as it appears in replies: letters, digits, `-` and `.`.

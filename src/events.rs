@@ -51,6 +51,8 @@ pub enum EndReason {
     Limit,
     /// We hung up on a forbidden command (an HTTP request), as Postfix does.
     Rejected,
+    /// The TLS handshake failed (implicit TLS or after STARTTLS).
+    TlsFailed,
     /// The listener was shutting down.
     Shutdown,
     /// Reading or writing the socket failed.
@@ -106,6 +108,16 @@ pub enum Event {
     /// A message's content ended (complete or not) and was written.
     #[serde(rename = "message.stored")]
     MessageStored(StoredMessage),
+    /// A TLS handshake, successful or not.
+    #[serde(rename = "session.tls")]
+    Tls(TlsRecord),
+    /// Plaintext pipelined after STARTTLS: kept in the transcript, never
+    /// executed (the CVE-2011-0411 class of injection).
+    #[serde(rename = "smtp.starttls_injection")]
+    StartTlsInjection { bytes: u64 },
+    /// One AUTH exchange and what became of it.
+    #[serde(rename = "smtp.auth")]
+    Auth(AuthRecord),
     /// A limit was hit: `limit` names it (`message_size`, `idle_timeout`, ...).
     #[serde(rename = "session.limit")]
     Limit { limit: String },
@@ -144,6 +156,53 @@ pub struct StoredMessage {
     /// The reply sent for the message, when one was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
+}
+
+/// What a TLS handshake showed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsRecord {
+    /// `starttls` or `implicit`.
+    pub mode: String,
+    /// Negotiated protocol version (`TLSv1.3`), when the handshake worked.
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    /// Server name the client asked for (escaped).
+    pub sni: Option<String>,
+    /// Protocol negotiated by ALPN, if any.
+    pub alpn: Option<String>,
+    /// Protocols the client offered by ALPN.
+    #[serde(default)]
+    pub offered_alpn: Vec<String>,
+    pub ja3: Option<String>,
+    pub ja3_string: Option<String>,
+    pub ja4: Option<String>,
+    /// Bytes the client sent during the handshake (kept in the transcript).
+    pub client_hello_bytes: u64,
+    /// Why the handshake failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One AUTH exchange. Decoded values are escaped ([`crate::escape::escape_text`]):
+/// they may hold any byte, CR and LF included.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthRecord {
+    pub mechanism: String,
+    pub username: Option<String>,
+    /// The password, when the mechanism reveals it (PLAIN, LOGIN).
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authzid: Option<String>,
+    /// CRAM-MD5: the challenge we sent and the digest received, for offline cracking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The client's lines of the exchange, exactly as sent (escaped).
+    pub raw: String,
+    /// `complete`, `cancelled` or `malformed`.
+    pub outcome: String,
+    pub accepted: bool,
 }
 
 /// An event with the attribution that comes from the socket, never from the client.

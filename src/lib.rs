@@ -17,4 +17,5 @@ pub mod listen;
 pub mod smtp;
 pub mod spool;
 pub mod timestamp;
+pub mod tls;
 pub mod verify;

@@ -3,27 +3,29 @@
 //! limits. It ends by sealing the session, whatever ended it.
 
 use super::Shared;
+use super::handshake;
 use super::limits::ConnectionSlot;
 use super::shutdown::Shutdown;
-use crate::escape::{escape_ascii, escape_text};
-use crate::events::{EndReason, Endpoint, Event, StoredMessage, Truncation};
-use crate::smtp::{Action, Effect, MessageEnd, Outcome, Policy, Reply, Session};
+use super::transport::{READ_SIZE, Transport};
+use crate::escape::{escape_ascii, escape_text, hex};
+use crate::events::{AuthRecord, EndReason, Endpoint, Event, StoredMessage, Truncation};
+use crate::smtp::{
+    Action, AuthAttempt, AuthEnd, Effect, MessageEnd, Outcome, Policy, Reply, Session,
+};
 use crate::spool::{Durability, SessionWriter};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
-/// Bytes asked of the socket per read. A partial command line plus one read
-/// is the most a session ever holds as input.
-const READ_SIZE: usize = 64 * 1024;
+/// Longest TLS handshake allowed (also bounded by the idle timeout).
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(60);
 
 /// One accepted connection.
 pub struct Connection {
-    pub socket: TcpStream,
+    pub transport: Transport,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub listener: String,
@@ -41,6 +43,8 @@ pub struct Connection {
 enum Next {
     Continue,
     Close(EndReason),
+    /// `220 Ready to start TLS` was sent: do the handshake now.
+    StartTls,
 }
 
 impl Connection {
@@ -51,12 +55,16 @@ impl Connection {
             // Without a spool there is no evidence to keep; say what a full
             // queue says and hang up.
             let _ = self
-                .socket
+                .transport
                 .write_all(b"421 4.3.0 Error: queue file write error\r\n")
                 .await;
             return;
         };
         let mut session = Session::new(Arc::clone(&self.policy));
+        session.set_entropy(
+            random_u64(),
+            crate::timestamp::now().unix_timestamp() as u64,
+        );
         let reason = self.converse(&mut writer, &mut session).await;
         if let Some(summary) = session
             .partial_summary()
@@ -116,40 +124,74 @@ impl Connection {
     ) -> EndReason {
         let limits = self.shared.limits.clone();
         let deadline = Instant::now() + limits.session_timeout;
+        if self.policy.implicit_tls && !self.start_tls(writer, "implicit").await {
+            return EndReason::TlsFailed;
+        }
         if self.send(writer, &session.greeting()).await.is_err() {
             return EndReason::ClientClosed;
         }
         loop {
             let wait_until = deadline.min(Instant::now() + limits.idle_timeout);
-            tokio::select! {
+            let read = tokio::select! {
                 biased;
                 _ = self.shutdown.recv() => {
                     let reply = session.render(&self.policy.persona.replies.shutdown, b"");
                     let _ = self.send(writer, &reply).await;
                     return EndReason::Shutdown;
                 }
-                ready = timeout_at(wait_until, self.socket.readable()) => match ready {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return EndReason::ClientClosed,
-                    Err(_) => return self.time_is_up(writer, session, deadline).await,
-                },
+                read = timeout_at(wait_until, self.transport.read(input)) => read,
+            };
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) => return EndReason::ClientClosed,
+                Ok(Ok(_)) => {}
+                Err(_) => return self.time_is_up(writer, session, deadline).await,
             }
-            // Reserve only once there is something to read: an idle
-            // connection holds no read buffer.
-            input.reserve(READ_SIZE);
-            match self.socket.try_read_buf(input) {
-                Ok(0) => return EndReason::ClientClosed,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return EndReason::ClientClosed,
-            }
-            let next = self.handle_input(input, writer, session).await;
+            let next = self.handle_input(input, writer, session, deadline).await;
             if input.capacity() > 4 * READ_SIZE && input.len() < READ_SIZE {
                 input.shrink_to(READ_SIZE);
             }
-            if let Next::Close(reason) = next {
-                return reason;
+            match next {
+                Next::Continue => {}
+                Next::Close(reason) => return reason,
+                Next::StartTls => {
+                    if !self.start_tls(writer, "starttls").await {
+                        return EndReason::TlsFailed;
+                    }
+                }
             }
+        }
+    }
+
+    /// Runs the TLS handshake and records it, whatever its outcome. Returns
+    /// whether the session can go on.
+    async fn start_tls(&mut self, writer: &mut SessionWriter, mode: &str) -> bool {
+        let (Some(config), Some(socket)) = (self.shared.tls.clone(), self.transport.take_plain())
+        else {
+            return false;
+        };
+        let limit = HANDSHAKE_LIMIT.min(self.shared.limits.idle_timeout);
+        let handshake = handshake::accept(socket, config, mode, limit).await;
+        let record = handshake.record;
+        let _ = writer.transcript().note(&format!(
+            "tls {mode} {} client_hello={}",
+            match &record.error {
+                None => format!(
+                    "established {} {}",
+                    record.version.as_deref().unwrap_or("?"),
+                    record.cipher.as_deref().unwrap_or("?")
+                ),
+                Some(e) => format!("failed: {}", escape_ascii(e.as_bytes())),
+            },
+            hex(&handshake.client_bytes)
+        ));
+        record_event(writer, Event::Tls(record));
+        let _ = writer.flush();
+        match handshake.stream {
+            Some(stream) => {
+                self.transport = Transport::Tls(Box::new(stream));
+                true
+            }
+            None => false,
         }
     }
 
@@ -167,7 +209,7 @@ impl Connection {
             (&replies.timeout, "idle_timeout", EndReason::Timeout)
         };
         let reply = session.render(template, b"");
-        record(
+        record_event(
             writer,
             Event::Limit {
                 limit: limit.into(),
@@ -184,11 +226,14 @@ impl Connection {
         input: &mut Vec<u8>,
         writer: &mut SessionWriter,
         session: &mut Session,
+        deadline: Instant,
     ) -> Next {
         let mut out: Vec<u8> = Vec::new();
         let mut content: Vec<u8> = Vec::new();
         let mut pos = 0;
         let mut next = Next::Continue;
+        // The tarpit: past the soft error limit every reply line waits.
+        let mut delay = Duration::ZERO;
         loop {
             content.clear();
             let step = session.advance(&input[pos..], &mut content);
@@ -211,6 +256,8 @@ impl Connection {
                 } => {
                     log_client(writer, unit);
                     queue_reply(writer, &reply, &mut out);
+                    delay += tarpit(session, &reply);
+                    let starttls = effect == Effect::StartTls;
                     let reason = match &effect {
                         Effect::Limit(_) => EndReason::Limit,
                         Effect::Error => EndReason::Rejected,
@@ -221,17 +268,54 @@ impl Connection {
                         next = Next::Close(reason);
                         break;
                     }
+                    if starttls {
+                        // Whatever followed STARTTLS in plaintext is evidence
+                        // of an injection attempt, never a command.
+                        let rest = &input[pos..];
+                        if !rest.is_empty() {
+                            record_event(
+                                writer,
+                                Event::StartTlsInjection {
+                                    bytes: rest.len() as u64,
+                                },
+                            );
+                            let _ = writer
+                                .transcript()
+                                .note("plaintext after STARTTLS, not executed:");
+                            log_client(writer, rest);
+                            pos = input.len();
+                        }
+                        next = Next::StartTls;
+                        break;
+                    }
+                }
+                Action::Auth(attempt) => {
+                    log_client(writer, unit);
+                    let accepted =
+                        attempt.end == AuthEnd::Complete && self.shared.auth.decide(self.peer.ip());
+                    let reply = session.auth_outcome(&attempt, accepted);
+                    record_event(writer, Event::Auth(auth_record(&attempt, accepted)));
+                    queue_reply(writer, &reply, &mut out);
+                    delay += tarpit(session, &reply);
                 }
                 Action::MessageEnd(end) => {
                     writer.message_content(&content);
                     let reply = self.finish_message(writer, session, &end).await;
                     queue_reply(writer, &reply, &mut out);
+                    delay += tarpit(session, &reply);
                 }
             }
         }
         input.drain(..pos);
         if let Err(e) = writer.flush() {
             tracing::warn!(session = writer.id(), "transcript write failed: {e}");
+        }
+        let delay = delay.min(deadline.saturating_duration_since(Instant::now()));
+        if !delay.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.recv() => {}
+            }
         }
         if !out.is_empty() && self.write(&out).await.is_err() {
             return Next::Close(EndReason::ClientClosed);
@@ -255,7 +339,7 @@ impl Connection {
             ..stored_message(&end.summary, !over, truncation, Some(queue_id.clone()))
         };
         if over {
-            record(
+            record_event(
                 writer,
                 Event::Limit {
                     limit: "message_size".into(),
@@ -283,7 +367,7 @@ impl Connection {
             stored.queue_id = None;
         }
         stored.reply = Some(reply_text(&reply));
-        record(writer, Event::MessageStored(stored.clone()));
+        record_event(writer, Event::MessageStored(stored.clone()));
         if stored.accepted && self.shared.spool.durability() == Durability::Fsync {
             let synced = match writer.sync_targets() {
                 Ok(targets) => tokio::task::spawn_blocking(move || targets.sync(file.as_ref()))
@@ -297,7 +381,7 @@ impl Connection {
                 stored.accepted = false;
                 stored.queue_id = None;
                 stored.reply = Some(reply_text(&reply));
-                record(writer, Event::MessageStored(stored));
+                record_event(writer, Event::MessageStored(stored));
             }
         }
         reply
@@ -316,7 +400,7 @@ impl Connection {
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         match timeout(
             self.shared.limits.idle_timeout,
-            self.socket.write_all(bytes),
+            self.transport.write_all(bytes),
         )
         .await
         {
@@ -380,7 +464,7 @@ fn stored_message(
     }
 }
 
-fn record(writer: &mut SessionWriter, event: Event) {
+fn record_event(writer: &mut SessionWriter, event: Event) {
     if let Err(e) = writer.record(event) {
         tracing::warn!(session = writer.id(), "journal write failed: {e}");
     }
@@ -438,10 +522,12 @@ fn apply_effect(
             open_message(writer);
             return;
         }
+        // The handshake that follows is recorded as `session.tls`.
+        Effect::StartTls => return,
         Effect::Reset => Event::Reset,
         Effect::Error | Effect::Limit(_) => {
             if let Effect::Limit(limit) = effect {
-                record(
+                record_event(
                     writer,
                     Event::Limit {
                         limit: limit.into(),
@@ -483,8 +569,36 @@ fn apply_effect(
             );
         }
     }
-    record(writer, event);
+    record_event(writer, event);
     tracing::debug!(session = writer.id(), "{}", escape_ascii(line));
+}
+
+/// How long the reply waits in the tarpit: every line, once past the soft
+/// error limit (a multi-line EHLO reply waits once per line, as in Postfix).
+fn tarpit(session: &Session, reply: &Reply) -> Duration {
+    session
+        .reply_delay()
+        .map_or(Duration::ZERO, |d| d * reply.lines().len() as u32)
+}
+
+fn auth_record(attempt: &AuthAttempt, accepted: bool) -> AuthRecord {
+    let text = |v: &Option<Vec<u8>>| v.as_deref().map(escape_text);
+    AuthRecord {
+        mechanism: attempt.mechanism.name().into(),
+        username: text(&attempt.username),
+        password: text(&attempt.password),
+        authzid: text(&attempt.authzid),
+        challenge: attempt.challenge.clone(),
+        digest: attempt.digest.as_deref().map(|d| escape_text(d.as_bytes())),
+        raw: escape_text(&attempt.raw),
+        outcome: match attempt.end {
+            AuthEnd::Complete => "complete",
+            AuthEnd::Cancelled => "cancelled",
+            AuthEnd::Malformed => "malformed",
+        }
+        .into(),
+        accepted,
+    }
 }
 
 fn random_u64() -> u64 {

@@ -49,7 +49,7 @@ impl Listener {
             match self.shared.connections.try_acquire(peer.ip()) {
                 Ok(slot) => {
                     let connection = Connection {
-                        socket,
+                        transport: super::transport::Transport::Plain(socket),
                         peer,
                         local,
                         listener: self.name.clone(),

@@ -6,14 +6,17 @@
 //! first connection is accepted, and every socket is bound before any is
 //! served, so a bad address fails the start instead of half of it.
 
+pub mod auth_policy;
 mod connection;
+mod handshake;
 pub mod limits;
 mod listener;
 pub mod shutdown;
+mod transport;
 
-use crate::config::{Limits, ListenConfig};
+use crate::config::{Limits, ListenConfig, ListenerMode};
 use crate::events::EventStream;
-use crate::smtp::{Persona, Policy};
+use crate::smtp::{AuthOffer, Persona, Policy};
 use crate::spool::{Durability, Spool, recover};
 use limits::ConnectionLimits;
 use listener::Listener;
@@ -31,6 +34,10 @@ const CONCURRENT_REFUSALS: usize = 64;
 /// What every connection of the process shares.
 pub struct Shared {
     pub spool: Arc<Spool>,
+    /// The TLS configuration, when TLS is on.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Decides AUTH attempts; remembers failures per IP across sessions.
+    pub auth: auth_policy::AuthJudge,
     pub events: Option<EventStream>,
     pub hostname: String,
     pub limits: Limits,
@@ -92,7 +99,11 @@ pub async fn start(
     if let Some(banner) = &config.banner {
         persona.greeting = format!("220 {banner}");
     }
-    let policy = Arc::new(Policy {
+    let tls = match &config.tls {
+        Some(source) => Some(crate::tls::server_config(source).map_err(StartError)?),
+        None => None,
+    };
+    let policy = Policy {
         hostname: config.hostname.clone(),
         persona,
         max_message_size: config.limits.max_message_size,
@@ -101,9 +112,14 @@ pub async fn start(
         max_line_length: config.limits.max_line_length,
         max_errors: config.limits.max_errors,
         strict_order: config.strict_order,
-    });
+        starttls: false,
+        implicit_tls: false,
+        auth: AuthOffer::Never,
+    };
     let shared = Arc::new(Shared {
         spool: Arc::new(spool),
+        tls: tls.clone(),
+        auth: auth_policy::AuthJudge::new(config.auth_policy),
         events,
         hostname: config.hostname.clone(),
         limits: config.limits.clone(),
@@ -125,20 +141,27 @@ pub async fn start(
             };
             StartError(format!("cannot listen on {}: {e}{hint}", l.address))
         })?;
-        sockets.push((tcp, l.name.clone()));
+        // Each listener's mode decides what its sessions offer.
+        let policy = Arc::new(Policy {
+            starttls: tls.is_some() && l.mode != ListenerMode::Smtps,
+            implicit_tls: l.mode == ListenerMode::Smtps,
+            auth: l.auth,
+            ..policy.clone()
+        });
+        sockets.push((tcp, l.name.clone(), policy));
     }
     let addresses = sockets
         .iter()
-        .map(|(tcp, _)| tcp.local_addr().expect("bound socket has an address"))
+        .map(|(tcp, _, _)| tcp.local_addr().expect("bound socket has an address"))
         .collect();
 
     let (trigger, shutdown_listener) = shutdown::channel();
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    for (tcp, name) in sockets {
+    for (tcp, name, policy) in sockets {
         let listener = Listener {
             tcp,
             name,
-            policy: Arc::clone(&policy),
+            policy,
             shared: Arc::clone(&shared),
             shutdown: shutdown_listener.clone(),
             done: done_tx.clone(),
@@ -166,7 +189,7 @@ pub async fn run(config: ListenConfig) -> Result<(), StartError> {
     for (l, address) in config.listeners.iter().zip(&running.addresses) {
         // One line per listener says where it listens, where evidence goes
         // and, on loopback, how to take real traffic.
-        let expose = if address.ip().is_loopback() {
+        let expose = if address.ip().is_loopback() && l.mode == ListenerMode::Smtp {
             format!(
                 "; to serve port 25: `iptables -t nat -A PREROUTING -p tcp --dport 25 -j REDIRECT --to-ports {}` \
                  or --listen 0.0.0.0:25 with CAP_NET_BIND_SERVICE",
@@ -176,13 +199,15 @@ pub async fn run(config: ListenConfig) -> Result<(), StartError> {
             String::new()
         };
         tracing::info!(
-            "listening on {address} ({}) as {} (persona {}), spool {} (sensor {}), fsync {}{expose}",
+            "listening on {address} ({}, {}) as {} (persona {}), spool {} (sensor {}), fsync {}, auth {}{expose}",
             l.name,
+            l.mode.name(),
             config.hostname,
             config.persona,
             config.spool.display(),
             config.sensor,
             if config.fsync { "on" } else { "off" },
+            config.auth_policy,
         );
     }
     running.serve.await;

@@ -103,7 +103,12 @@ fn strip_eol(line: &[u8]) -> &[u8] {
 impl AuthExchange {
     /// Starts an exchange from the AUTH command line. `challenge` is the
     /// CRAM-MD5 challenge to use (`<random.time@host>`).
-    pub fn start(mechanism: Mechanism, initial: Option<&[u8]>, line: &[u8], challenge: String) -> (AuthExchange, Prompt) {
+    pub fn start(
+        mechanism: Mechanism,
+        initial: Option<&[u8]>,
+        line: &[u8],
+        challenge: String,
+    ) -> (AuthExchange, Prompt) {
         let mut exchange = AuthExchange {
             attempt: AuthAttempt {
                 mechanism,
@@ -191,7 +196,8 @@ impl AuthExchange {
         match decoded.iter().rposition(|&b| b == b' ') {
             Some(space) => {
                 self.attempt.username = Some(decoded[..space].to_vec());
-                self.attempt.digest = Some(String::from_utf8_lossy(&decoded[space + 1..]).into_owned());
+                self.attempt.digest =
+                    Some(String::from_utf8_lossy(&decoded[space + 1..]).into_owned());
                 self.finish(AuthEnd::Complete)
             }
             None => {
@@ -222,7 +228,12 @@ mod tests {
     fn plain_with_initial_response() {
         let ir = STANDARD.encode(b"\0alice\0s3cr\r\nt");
         let line = format!("AUTH PLAIN {ir}\r\n");
-        let (_, p) = AuthExchange::start(Mechanism::Plain, Some(ir.as_bytes()), line.as_bytes(), String::new());
+        let (_, p) = AuthExchange::start(
+            Mechanism::Plain,
+            Some(ir.as_bytes()),
+            line.as_bytes(),
+            String::new(),
+        );
         let a = done(p);
         assert_eq!(a.end, AuthEnd::Complete);
         assert_eq!(a.username.as_deref(), Some(&b"alice"[..]));
@@ -232,30 +243,45 @@ mod tests {
 
     #[test]
     fn login_in_two_steps_and_cancel() {
-        let (mut x, p) = AuthExchange::start(Mechanism::Login, None, b"AUTH LOGIN\r\n", String::new());
+        let (mut x, p) =
+            AuthExchange::start(Mechanism::Login, None, b"AUTH LOGIN\r\n", String::new());
         assert_eq!(p, Prompt::Continue(USERNAME.into()));
         assert_eq!(x.respond(b"Ym9i\r\n"), Prompt::Continue(PASSWORD.into()));
         let a = done(x.respond(b"aHVudGVyMg==\r\n"));
         assert_eq!(a.username.as_deref(), Some(&b"bob"[..]));
         assert_eq!(a.password.as_deref(), Some(&b"hunter2"[..]));
-        let (mut x, _) = AuthExchange::start(Mechanism::Login, None, b"AUTH LOGIN\r\n", String::new());
+        let (mut x, _) =
+            AuthExchange::start(Mechanism::Login, None, b"AUTH LOGIN\r\n", String::new());
         assert_eq!(done(x.respond(b"*\r\n")).end, AuthEnd::Cancelled);
     }
 
     #[test]
     fn cram_md5_records_challenge_and_digest() {
-        let (mut x, p) = AuthExchange::start(Mechanism::CramMd5, None, b"AUTH CRAM-MD5\r\n", "<1.2@mx>".into());
+        let (mut x, p) = AuthExchange::start(
+            Mechanism::CramMd5,
+            None,
+            b"AUTH CRAM-MD5\r\n",
+            "<1.2@mx>".into(),
+        );
         assert_eq!(p, Prompt::Continue(STANDARD.encode("<1.2@mx>")));
         let response = STANDARD.encode("tim b913a602c7eda7a495b4e6e7334d3890");
         let a = done(x.respond(format!("{response}\r\n").as_bytes()));
         assert_eq!(a.username.as_deref(), Some(&b"tim"[..]));
-        assert_eq!(a.digest.as_deref(), Some("b913a602c7eda7a495b4e6e7334d3890"));
+        assert_eq!(
+            a.digest.as_deref(),
+            Some("b913a602c7eda7a495b4e6e7334d3890")
+        );
         assert_eq!(a.challenge.as_deref(), Some("<1.2@mx>"));
     }
 
     #[test]
     fn bad_base64_is_malformed() {
-        let (_, p) = AuthExchange::start(Mechanism::Plain, Some(b"!!!"), b"AUTH PLAIN !!!\r\n", String::new());
+        let (_, p) = AuthExchange::start(
+            Mechanism::Plain,
+            Some(b"!!!"),
+            b"AUTH PLAIN !!!\r\n",
+            String::new(),
+        );
         assert_eq!(done(p).end, AuthEnd::Malformed);
     }
 }

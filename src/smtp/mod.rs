@@ -4,13 +4,17 @@
 //! [`crate::listen`] feeds client bytes to a [`Session`] and acts on the
 //! [`Step`]s it returns; tests and fuzzers do the same without a network.
 
+pub mod auth;
 pub mod command;
 pub mod data;
 pub mod persona;
 pub mod reply;
 pub mod session;
 
+pub use auth::{AuthAttempt, AuthEnd, Mechanism};
 pub use data::{DataFlags, DataSummary};
 pub use persona::Persona;
 pub use reply::Reply;
-pub use session::{Action, Effect, Envelope, MessageEnd, Outcome, Policy, Session, Step};
+pub use session::{
+    Action, AuthOffer, Effect, Envelope, MessageEnd, Outcome, Policy, Session, Step,
+};

@@ -10,7 +10,8 @@
 //! makes the message durable, then asks [`Session::message_outcome`] for the
 //! reply, so that a `250` is never sent for a message that is not on disk.
 
-use super::command::{self, Command, Path};
+use super::auth::{AuthAttempt, AuthEnd, AuthExchange, Mechanism, Prompt};
+use super::command::{self, Command, Path, PathError};
 use super::data::{DataReceiver, DataSummary};
 use super::persona::{self, Persona, Vars};
 use super::reply::Reply;
@@ -33,6 +34,21 @@ pub struct Policy {
     pub max_errors: u32,
     /// Refuse MAIL before HELO/EHLO (off in Postfix 3.7's defaults).
     pub strict_order: bool,
+    /// Whether STARTTLS is offered (a certificate is loaded).
+    pub starttls: bool,
+    /// The connection is TLS from the start (port 465 style).
+    pub implicit_tls: bool,
+    /// Where AUTH is advertised and accepted.
+    pub auth: AuthOffer,
+}
+
+/// Where a listener offers AUTH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOffer {
+    Never,
+    /// Only once TLS is active, as Postfix with `smtpd_tls_auth_only`.
+    AfterTls,
+    Always,
 }
 
 impl Policy {
@@ -47,6 +63,9 @@ impl Policy {
             max_line_length: 2048,
             max_errors: 20,
             strict_order: false,
+            starttls: false,
+            implicit_tls: false,
+            auth: AuthOffer::Never,
         }
     }
 }
@@ -86,8 +105,11 @@ pub enum Effect {
     /// The reply is an error (4xx/5xx); counted against the error limit.
     Error,
     /// An error because a limit was reached; names the limit
-    /// (`recipients`, `messages`, `message_size`, `line_length`, `errors`).
+    /// (`recipients`, `messages`, `message_size`, `errors`).
     Limit(&'static str),
+    /// `220 Ready to start TLS`: the caller must not act on any byte that
+    /// followed the command in plaintext, and starts the TLS handshake.
+    StartTls,
 }
 
 /// One unit of progress.
@@ -110,8 +132,13 @@ pub enum Action {
         /// Close the connection after sending this reply.
         close: bool,
     },
-    /// Part of an overlong line, skipped without a reply.
+    /// Input skipped without a reply: the rest of an overlong line (its
+    /// first part was handled as the command, as Postfix does), or the chunk
+    /// of a refused BDAT.
     Skipped,
+    /// An AUTH exchange ended: decide whether to accept it, then call
+    /// [`Session::auth_outcome`] for the reply.
+    Auth(AuthAttempt),
     /// A `BDAT` command line: its chunk follows and is answered once read.
     /// The first chunk of a message opens it.
     ChunkStart { first: bool },
@@ -143,6 +170,10 @@ enum Phase {
     Command,
     /// Skipping the rest of an overlong command line.
     SkipLine,
+    /// Skipping the chunk of a refused BDAT command.
+    Discard {
+        remaining: u64,
+    },
     Data(DataReceiver),
     /// Inside a BDAT chunk of `remaining` bytes.
     Bdat {
@@ -158,35 +189,65 @@ pub struct Session {
     policy: Arc<Policy>,
     phase: Phase,
     greeted: bool,
-    extended: bool,
     envelope: Option<Envelope>,
-    /// Bytes of an open BDAT message so far (a BDAT message spans commands).
-    bdat_size: Option<u64>,
+    /// The BDAT message being received (it spans several commands).
+    bdat: Option<BdatMessage>,
+    /// Postfix's reply count for the last BDAT message (a missing final
+    /// CRLF counts as added).
+    last_bdat_size: u64,
+    /// Size of the BDAT chunk being read, for its reply.
+    chunk_size: u64,
+    auth: Option<AuthExchange>,
+    authenticated: bool,
+    tls_active: bool,
     errors: u32,
+    junk_commands: u32,
     messages: u32,
     commands: u64,
     /// Set by the caller when the spool is short of disk space.
     storage_full: bool,
+    /// From the caller: random bits and the time, for CRAM-MD5 challenges.
+    entropy: (u64, u64),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct BdatMessage {
+    size: u64,
+    /// The last two bytes received, to know whether it ends with CRLF.
+    tail: [u8; 2],
 }
 
 impl Session {
     pub fn new(policy: Arc<Policy>) -> Session {
+        let tls_active = policy.implicit_tls;
         Session {
             policy,
             phase: Phase::Command,
             greeted: false,
-            extended: false,
             envelope: None,
-            bdat_size: None,
+            bdat: None,
+            last_bdat_size: 0,
+            chunk_size: 0,
+            auth: None,
+            authenticated: false,
+            tls_active,
             errors: 0,
+            junk_commands: 0,
             messages: 0,
             commands: 0,
             storage_full: false,
+            entropy: (0, 0),
         }
     }
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Random bits and the Unix time, used in CRAM-MD5 challenges
+    /// (`<random.time@host>`, as Cyrus SASL makes them).
+    pub fn set_entropy(&mut self, random: u64, unix_time: u64) {
+        self.entropy = (random, unix_time);
     }
 
     /// The banner to send on connect.
@@ -212,13 +273,30 @@ impl Session {
         self.commands
     }
 
+    /// Errors so far (the tarpit and the hard limit count these).
+    pub fn errors(&self) -> u32 {
+        self.errors
+    }
+
+    /// How long each reply line waits, once past the soft error limit (the
+    /// tarpit of Postfix's `smtpd_error_sleep_time`).
+    pub fn reply_delay(&self) -> Option<std::time::Duration> {
+        let p = &self.policy.persona;
+        (self.errors > p.soft_error_limit && p.error_sleep_ms > 0)
+            .then(|| std::time::Duration::from_millis(p.error_sleep_ms))
+    }
+
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
     }
 
+    pub fn tls_active(&self) -> bool {
+        self.tls_active
+    }
+
     /// Whether message content is being received (DATA or a BDAT chunk).
     pub fn in_message(&self) -> bool {
-        matches!(self.phase, Phase::Data(_) | Phase::Bdat { .. }) || self.bdat_size.is_some()
+        matches!(self.phase, Phase::Data(_) | Phase::Bdat { .. }) || self.bdat.is_some()
     }
 
     /// Size of the message being received, as far as it got.
@@ -226,8 +304,8 @@ impl Session {
         match &self.phase {
             Phase::Data(rx) => Some(rx.summary()),
             _ => self
-                .bdat_size
-                .map(|size| bdat_summary(size, self.policy.max_message_size)),
+                .bdat
+                .map(|b| bdat_summary(b.size, self.policy.max_message_size)),
         }
     }
 
@@ -244,16 +322,10 @@ impl Session {
             return self.step(0, reply, Effect::Limit("errors"), true);
         }
         match &mut self.phase {
-            Phase::Closed => Step {
-                consumed: 0,
-                action: Action::NeedMore,
-            },
+            Phase::Closed => need_more(),
             Phase::Data(rx) => {
                 if input.is_empty() {
-                    return Step {
-                        consumed: 0,
-                        action: Action::NeedMore,
-                    };
+                    return need_more();
                 }
                 let fed = rx.feed(input, content);
                 if !fed.finished {
@@ -277,31 +349,35 @@ impl Session {
             Phase::Bdat { remaining, last } => {
                 let take = (*remaining).min(input.len() as u64) as usize;
                 if take == 0 && *remaining > 0 {
-                    return Step {
-                        consumed: 0,
-                        action: Action::NeedMore,
-                    };
+                    return need_more();
                 }
-                let before = self.bdat_size.unwrap_or(0);
-                let room = self.policy.max_message_size.saturating_sub(before);
+                let (remaining_after, last) = (*remaining - take as u64, *last);
+                *remaining = remaining_after;
+                let message = self.bdat.get_or_insert_with(BdatMessage::default);
+                let room = self.policy.max_message_size.saturating_sub(message.size);
                 content.extend_from_slice(&input[..take.min(room as usize)]);
-                self.bdat_size = Some(before + take as u64);
-                *remaining -= take as u64;
+                message.size += take as u64;
+                for &b in &input[..take] {
+                    message.tail = [message.tail[1], b];
+                }
                 // The end of a non-final chunk is still plain Content: its
                 // reply comes on the next call, so that a Reply never carries
                 // content the caller would have to look for.
-                if *remaining > 0 || (take > 0 && !*last) {
+                if remaining_after > 0 || (take > 0 && !last) {
                     return Step {
                         consumed: take,
                         action: Action::Content,
                     };
                 }
-                let last = *last;
                 self.phase = Phase::Command;
+                let message = *message;
+                let over = message.size > self.policy.max_message_size;
                 if last {
-                    let size = self.bdat_size.take().unwrap_or(0);
+                    self.bdat = None;
+                    self.last_bdat_size =
+                        message.size + if message.tail == *b"\r\n" { 0 } else { 2 };
                     let envelope = self.envelope.take().unwrap_or_default();
-                    let summary = bdat_summary(size, self.policy.max_message_size);
+                    let summary = bdat_summary(message.size, self.policy.max_message_size);
                     return Step {
                         consumed: take,
                         action: Action::MessageEnd(MessageEnd {
@@ -311,9 +387,26 @@ impl Session {
                         }),
                     };
                 }
-                let size = self.bdat_size.unwrap_or(0).to_string();
+                if over {
+                    return self.limit(take, |r| &r.chunk_too_big, "message_size");
+                }
+                let size = self.chunk_size.to_string();
                 let reply = self.render(&self.policy.persona.replies.bdat_ok, size.as_bytes());
                 self.step(take, reply, Effect::None, false)
+            }
+            Phase::Discard { remaining } => {
+                let take = (*remaining).min(input.len() as u64) as usize;
+                if take == 0 && *remaining > 0 {
+                    return need_more();
+                }
+                *remaining -= take as u64;
+                if *remaining == 0 {
+                    self.phase = Phase::Command;
+                }
+                Step {
+                    consumed: take,
+                    action: Action::Skipped,
+                }
             }
             Phase::SkipLine => match memchr::memchr(b'\n', input) {
                 Some(end) => {
@@ -323,10 +416,7 @@ impl Session {
                         action: Action::Skipped,
                     }
                 }
-                None if input.is_empty() => Step {
-                    consumed: 0,
-                    action: Action::NeedMore,
-                },
+                None if input.is_empty() => need_more(),
                 None => Step {
                     consumed: input.len(),
                     action: Action::Skipped,
@@ -335,18 +425,13 @@ impl Session {
             Phase::Command => {
                 let window = &input[..input.len().min(self.policy.max_line_length)];
                 match memchr::memchr(b'\n', window) {
-                    Some(end) => self.command(&input[..=end]),
-                    None if input.len() < self.policy.max_line_length => Step {
-                        consumed: 0,
-                        action: Action::NeedMore,
-                    },
+                    Some(end) => self.line(&input[..=end]),
+                    None if input.len() < self.policy.max_line_length => need_more(),
                     None => {
-                        // An overlong line: answer once, skip the rest of it.
+                        // Like Postfix: the first part of an overlong line is
+                        // the command, the rest is dropped without a word.
                         self.phase = Phase::SkipLine;
-                        self.commands += 1;
-                        self.errors += 1;
-                        let reply = self.reply(|r| &r.line_too_long, b"");
-                        self.step(window.len(), reply, Effect::Limit("line_length"), false)
+                        self.line(window)
                     }
                 }
             }
@@ -358,19 +443,57 @@ impl Session {
         self.messages += 1;
         let replies = &self.policy.persona.replies;
         if end.summary.over_limit {
-            return self.render(&replies.message_too_big, b"");
+            self.errors += 1;
+            let template = if end.chunked {
+                &replies.chunk_too_big
+            } else {
+                &replies.message_too_big
+            };
+            return self.render(template, b"");
         }
         match outcome {
-            Outcome::Stored { queue_id } => persona::render(
-                &replies.queued,
-                &Vars {
-                    host: &self.policy.hostname,
-                    queue_id,
-                    ..Vars::default()
-                },
-            ),
-            Outcome::Failed => self.render(&replies.storage_error, b""),
+            Outcome::Stored { queue_id } => {
+                // Postfix forgives a client that managed to deliver.
+                self.errors = 0;
+                let size = self.last_bdat_size.to_string();
+                let (template, arg) = if end.chunked {
+                    (&replies.bdat_queued, size.as_bytes())
+                } else {
+                    (&replies.queued, &b""[..])
+                };
+                persona::render(
+                    template,
+                    &Vars {
+                        host: &self.policy.hostname,
+                        arg,
+                        queue_id,
+                        size: self.policy.max_message_size,
+                    },
+                )
+            }
+            Outcome::Failed => {
+                self.errors += 1;
+                self.render(&replies.storage_error, b"")
+            }
         }
+    }
+
+    /// The reply to a finished AUTH exchange, given the caller's decision.
+    pub fn auth_outcome(&mut self, attempt: &AuthAttempt, accepted: bool) -> Reply {
+        let r = &self.policy.persona.replies;
+        let template = match attempt.end {
+            AuthEnd::Cancelled => &r.auth_aborted,
+            AuthEnd::Malformed => &r.auth_bad_base64,
+            AuthEnd::Complete if accepted => &r.auth_ok,
+            AuthEnd::Complete => &r.auth_failed,
+        };
+        let reply = self.render(template, b"");
+        if accepted && attempt.end == AuthEnd::Complete {
+            self.authenticated = true;
+        } else {
+            self.errors += 1;
+        }
+        reply
     }
 
     fn step(&mut self, consumed: usize, reply: Reply, effect: Effect, close: bool) -> Step {
@@ -426,10 +549,60 @@ impl Session {
         self.step(consumed, reply, effect, false)
     }
 
-    fn command(&mut self, line: &[u8]) -> Step {
-        let n = line.len();
+    /// A command line, as Postfix reads it: cut at a NUL, bare CRs as
+    /// spaces, valid UTF-8 or refused.
+    fn line(&mut self, raw: &[u8]) -> Step {
+        let n = raw.len();
         self.commands += 1;
+        let mut line = raw.strip_suffix(b"\n").unwrap_or(raw);
+        line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(nul) = memchr::memchr(0, line) {
+            line = &line[..nul];
+        }
+        let cleaned: Cow<'_, [u8]> = if line.contains(&b'\r') {
+            Cow::Owned(
+                line.iter()
+                    .map(|&b| if b == b'\r' { b' ' } else { b })
+                    .collect(),
+            )
+        } else {
+            Cow::Borrowed(line)
+        };
+        if std::str::from_utf8(&cleaned).is_err() {
+            return self.error(n, |r| &r.bad_utf8, b"");
+        }
+        if let Some(mut exchange) = self.auth.take() {
+            return match exchange.respond(raw) {
+                Prompt::Continue(challenge) => {
+                    self.auth = Some(exchange);
+                    self.ok(n, |r| &r.auth_challenge, challenge.as_bytes(), Effect::None)
+                }
+                Prompt::Done(attempt) => Step {
+                    consumed: n,
+                    action: Action::Auth(attempt),
+                },
+            };
+        }
+        self.command(n, &cleaned, raw)
+    }
+
+    /// Counts NOOP, VRFY, RSET and ETRN; past the persona's limit each one is
+    /// also an error (Postfix's `smtpd_junk_command_limit`).
+    fn junk(&mut self) {
+        if self.junk_commands > self.policy.persona.junk_command_limit {
+            self.errors += 1;
+        }
+        self.junk_commands += 1;
+    }
+
+    fn command(&mut self, n: usize, line: &[u8], raw: &[u8]) -> Step {
         match command::parse(line) {
+            Command::Empty => self.error(n, |r| &r.empty, b""),
+            Command::Forbidden => {
+                self.errors += 1;
+                let reply = self.reply(|r| &r.forbidden, b"");
+                self.step(n, reply, Effect::Error, true)
+            }
             Command::Helo(name) | Command::Ehlo(name) if name.is_empty() => {
                 if starts_with_ignore_case(line, b"EHLO") {
                     self.error(n, |r| &r.ehlo_syntax, b"")
@@ -447,35 +620,49 @@ impl Session {
                 self.step(n, reply, effect, false)
             }
             Command::Mail(path) => self.mail(n, path),
-            Command::MailSyntax => self.error(n, |r| &r.mail_syntax, b""),
             Command::Rcpt(path) => self.rcpt(n, path),
-            Command::RcptSyntax => self.error(n, |r| &r.rcpt_syntax, b""),
             Command::Data(arg) => self.data(n, arg),
             Command::Bdat(arg) => self.bdat(n, arg),
-            Command::Rset(arg) if !arg.is_empty() => self.error(n, |r| &r.rset_syntax, b""),
-            Command::Rset(_) => {
+            Command::Rset(arg) => {
+                self.junk();
+                if !arg.is_empty() {
+                    return self.error(n, |r| &r.rset_syntax, b"");
+                }
                 let effect = self.reset();
                 self.ok(n, |r| &r.rset, b"", effect)
             }
-            Command::Noop(_) => self.ok(n, |r| &r.noop, b"", Effect::None),
+            Command::Noop(_) => {
+                self.junk();
+                self.ok(n, |r| &r.noop, b"", Effect::None)
+            }
             Command::Quit(_) => {
                 let reply = self.reply(|r| &r.quit, b"");
                 self.step(n, reply, Effect::None, true)
             }
-            Command::Vrfy(b"") => self.error(n, |r| &r.vrfy_syntax, b""),
-            Command::Vrfy(arg) => self.ok(n, |r| &r.vrfy, arg, Effect::None),
+            Command::Vrfy(arg) => {
+                self.junk();
+                self.vrfy(n, arg)
+            }
             Command::Expn(arg) => self.error(n, |r| &r.expn, arg),
             Command::Help(arg) => self.error(n, |r| &r.help, arg),
-            Command::Etrn(_) if !self.greeted => self.error(n, |r| &r.need_helo, b""),
-            Command::Etrn(b"") => self.error(n, |r| &r.etrn_syntax, b""),
-            Command::Etrn(arg) => self.error(n, |r| &r.etrn, arg),
-            Command::StartTls(_) => self.error(n, |r| &r.starttls_unavailable, b""),
-            Command::Auth(_) => self.error(n, |r| &r.auth_unavailable, b""),
-            Command::Http(_) => {
-                let reply = self.reply(|r| &r.http, b"");
-                self.step(n, reply, Effect::Error, true)
+            Command::Etrn(arg) => {
+                self.junk();
+                if self.envelope.is_some() {
+                    return self.error(n, |r| &r.etrn_in_transaction, b"");
+                }
+                if arg.is_empty() || arg.contains(&b' ') {
+                    return self.error(n, |r| &r.etrn_syntax, b"");
+                }
+                let domain = arg
+                    .strip_prefix(b"#")
+                    .or_else(|| arg.strip_prefix(b"@"))
+                    .unwrap_or(arg);
+                let domain = domain.to_vec();
+                self.error(n, |r| &r.etrn, &domain)
             }
-            Command::Empty => self.error(n, |r| &r.empty, b""),
+            Command::StartTls(arg) => self.starttls(n, arg),
+            Command::Auth(arg) => self.auth(n, arg, raw),
+            Command::Xclient => self.error(n, |r| &r.xclient, b""),
             Command::Unknown(_) => self.error(n, |r| &r.unknown, b""),
         }
     }
@@ -483,55 +670,96 @@ impl Session {
     /// HELO/EHLO: a new greeting drops any transaction in progress.
     fn greet(&mut self, extended: bool, name: &[u8]) -> Effect {
         self.greeted = true;
-        self.extended = extended;
         self.envelope = None;
-        self.bdat_size = None;
+        self.bdat = None;
         Effect::Helo {
             extended,
             name: name.to_vec(),
         }
     }
 
+    fn auth_offered(&self) -> bool {
+        match self.policy.auth {
+            AuthOffer::Never => false,
+            AuthOffer::AfterTls => self.tls_active,
+            AuthOffer::Always => true,
+        }
+    }
+
     fn ehlo_reply(&self) -> Reply {
         let mut lines: Vec<Cow<'static, str>> = vec![self.policy.hostname.clone().into()];
         for keyword in &self.policy.persona.ehlo_keywords {
-            lines.push(
-                keyword
-                    .replace("{size}", &self.policy.max_message_size.to_string())
-                    .into(),
-            );
+            let shown = match keyword.split(' ').next() {
+                Some("STARTTLS") => self.policy.starttls && !self.tls_active,
+                Some("AUTH") => self.auth_offered(),
+                _ => true,
+            };
+            if shown {
+                lines.push(
+                    keyword
+                        .replace("{size}", &self.policy.max_message_size.to_string())
+                        .into(),
+                );
+            }
         }
         Reply::multiline(250, lines)
     }
 
     fn reset(&mut self) -> Effect {
         self.envelope = None;
-        self.bdat_size = None;
+        self.bdat = None;
         Effect::Reset
     }
 
-    fn mail(&mut self, n: usize, path: Path<'_>) -> Step {
+    /// Postfix's order: state first, then syntax, then each parameter.
+    fn mail(&mut self, n: usize, path: Result<Path<'_>, PathError>) -> Step {
         if self.policy.strict_order && !self.greeted {
             return self.error(n, |r| &r.need_helo, b"");
         }
         if self.envelope.is_some() {
             return self.error(n, |r| &r.mail_nested, b"");
         }
+        let path = match path {
+            Ok(path) => path,
+            Err(PathError::Syntax) => return self.error(n, |r| &r.mail_syntax, b""),
+            Err(PathError::BadAddress) => return self.error(n, |r| &r.mail_bad_address, b""),
+        };
         if self.messages >= self.policy.max_messages {
             return self.limit(n, |r| &r.too_many_messages, "messages");
         }
-        if let Some(bad) = path.params.iter().find(|p| !known_mail_param(p)) {
-            let bad = bad.to_vec();
-            return self.error(n, |r| &r.mail_bad_param, &bad);
-        }
-        if let Some(size) = path.param("SIZE") {
-            let too_big = std::str::from_utf8(size)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .is_none_or(|s| s > self.policy.max_message_size);
-            if too_big {
-                return self.limit(n, |r| &r.mail_too_big, "message_size");
+        let mut size = None;
+        for param in &path.params {
+            let (key, value) = split_param(param);
+            let is = |k: &str| key.eq_ignore_ascii_case(k.as_bytes());
+            if is("SIZE") {
+                match std::str::from_utf8(value)
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    Some(v) => size = Some(v.parse::<u64>().unwrap_or(u64::MAX)),
+                    None => return self.error(n, |r| &r.size_syntax, b""),
+                }
+            } else if is("BODY") {
+                if !(value.eq_ignore_ascii_case(b"7BIT") || value.eq_ignore_ascii_case(b"8BITMIME"))
+                {
+                    let bad = param.to_vec();
+                    return self.error(n, |r| &r.mail_bad_param, &bad);
+                }
+            } else if is("RET") {
+                if !(value.eq_ignore_ascii_case(b"FULL") || value.eq_ignore_ascii_case(b"HDRS")) {
+                    return self.error(n, |r| &r.ret_syntax, b"");
+                }
+            } else if is("ENVID") {
+                if value.is_empty() {
+                    return self.error(n, |r| &r.envid_syntax, b"");
+                }
+            } else if !(is("SMTPUTF8") || is("AUTH")) {
+                let bad = param.to_vec();
+                return self.error(n, |r| &r.mail_bad_param, &bad);
             }
+        }
+        if size.is_some_and(|s| s > self.policy.max_message_size) {
+            return self.limit(n, |r| &r.mail_too_big, "message_size");
         }
         if self.storage_full {
             return self.error(n, |r| &r.insufficient_storage, b"");
@@ -549,28 +777,99 @@ impl Session {
         self.ok(n, |r| &r.mail_ok, b"", effect)
     }
 
-    fn rcpt(&mut self, n: usize, path: Path<'_>) -> Step {
-        let Some(envelope) = &mut self.envelope else {
+    fn rcpt(&mut self, n: usize, path: Result<Path<'_>, PathError>) -> Step {
+        let Some(envelope) = &self.envelope else {
             return self.error(n, |r| &r.rcpt_need_mail, b"");
         };
-        if envelope.rcpt_to.len() >= self.policy.max_recipients {
+        let full = envelope.rcpt_to.len() >= self.policy.max_recipients;
+        let path = match path {
+            Ok(path) => path,
+            Err(PathError::Syntax) => return self.error(n, |r| &r.rcpt_syntax, b""),
+            Err(PathError::BadAddress) => return self.error(n, |r| &r.rcpt_bad_address, b""),
+        };
+        if full {
             return self.limit(n, |r| &r.rcpt_too_many, "recipients");
         }
-        if let Some(bad) = path.params.iter().find(|p| !known_rcpt_param(p)) {
-            let bad = bad.to_vec();
-            return self.error(n, |r| &r.mail_bad_param, &bad);
+        if path.address.is_empty() {
+            return self.error(n, |r| &r.rcpt_bad_address, b"");
         }
-        envelope.rcpt_to.push(path.address.to_vec());
+        for param in &path.params {
+            let (key, value) = split_param(param);
+            if key.eq_ignore_ascii_case(b"NOTIFY") {
+                if !valid_notify(value) {
+                    return self.error(n, |r| &r.notify_syntax, b"");
+                }
+            } else if key.eq_ignore_ascii_case(b"ORCPT") {
+                if !value.contains(&b';') {
+                    return self.error(n, |r| &r.orcpt_syntax, b"");
+                }
+            } else {
+                let bad = param.to_vec();
+                return self.error(n, |r| &r.mail_bad_param, &bad);
+            }
+        }
+        if !self.local_user_exists(path.address) {
+            let address = path.address.to_vec();
+            return self.error(n, |r| &r.unknown_user, &address);
+        }
+        if let Some(envelope) = &mut self.envelope {
+            envelope.rcpt_to.push(path.address.to_vec());
+        }
         let effect = Effect::Rcpt {
             address: path.address.to_vec(),
         };
         self.ok(n, |r| &r.rcpt_ok, b"", effect)
     }
 
+    /// An address at one of our local domains (our host name, `localhost`,
+    /// or none) must name a user of the stock system; any other domain is
+    /// relayed, as an open relay does.
+    fn local_user_exists(&self, address: &[u8]) -> bool {
+        let (user, domain) = match address.iter().rposition(|&b| b == b'@') {
+            Some(at) => (&address[..at], Some(&address[at + 1..])),
+            None => (address, None),
+        };
+        let local = match domain {
+            None => true,
+            Some(d) => {
+                d.eq_ignore_ascii_case(self.policy.hostname.as_bytes())
+                    || d.eq_ignore_ascii_case(b"localhost")
+                    || d.eq_ignore_ascii_case(b"localhost.localdomain")
+            }
+        };
+        !local
+            || self
+                .policy
+                .persona
+                .local_users
+                .iter()
+                .any(|u| user.eq_ignore_ascii_case(u.as_bytes()))
+    }
+
+    fn vrfy(&mut self, n: usize, arg: &[u8]) -> Step {
+        if arg.is_empty() {
+            return self.error(n, |r| &r.vrfy_syntax, b"");
+        }
+        // The address is what is in angle brackets, if anything is.
+        let address = match (
+            arg.iter().position(|&b| b == b'<'),
+            arg.iter().rposition(|&b| b == b'>'),
+        ) {
+            (Some(open), Some(close)) if open < close => &arg[open + 1..close],
+            _ => arg,
+        };
+        if address.is_empty() {
+            return self.error(n, |r| &r.rcpt_bad_address, b"");
+        }
+        if !self.local_user_exists(address) {
+            let address = address.to_vec();
+            return self.error(n, |r| &r.unknown_user, &address);
+        }
+        self.ok(n, |r| &r.vrfy, arg, Effect::None)
+    }
+
     fn data(&mut self, n: usize, arg: &[u8]) -> Step {
-        // RFC 3030: DATA and BDAT must not be mixed in one transaction. Letting
-        // DATA through would leave the BDAT count open into the next message.
-        if self.bdat_size.is_some() {
+        if self.bdat.is_some() {
             return self.error(n, |r| &r.data_after_bdat, b"");
         }
         if !arg.is_empty() {
@@ -587,11 +886,14 @@ impl Session {
     }
 
     /// `BDAT <size> [LAST]` (RFC 3030). The chunk follows the command line
-    /// directly and has no reply of its own until it has been read.
+    /// directly; it is answered once read. A malformed BDAT closes the
+    /// connection (Postfix cannot know where the chunk ends); a refused one
+    /// has its chunk read and dropped.
     fn bdat(&mut self, n: usize, arg: &[u8]) -> Step {
         let mut words = arg.split(|&b| b == b' ').filter(|w| !w.is_empty());
         let size = words
             .next()
+            .filter(|w| w.iter().all(u8::is_ascii_digit))
             .and_then(|w| std::str::from_utf8(w).ok())
             .and_then(|w| w.parse::<u64>().ok());
         let last = match words.next() {
@@ -600,27 +902,98 @@ impl Session {
             Some(_) => None,
         };
         let (Some(size), Some(last), None) = (size, last, words.next()) else {
-            return self.error(n, |r| &r.bdat_syntax, b"");
+            self.errors += 1;
+            let reply = self.reply(|r| &r.bdat_syntax, b"");
+            return self.step(n, reply, Effect::Error, true);
         };
-        match &self.envelope {
-            Some(e) if !e.rcpt_to.is_empty() => {}
-            // Without a transaction the chunk cannot be read as a message; the
-            // client is out of sync, as with a rejected DATA.
-            None => return self.error(n, |r| &r.data_need_rcpt, b""),
-            Some(_) => return self.error(n, |r| &r.data_no_recipients, b""),
+        let refusal: Option<fn(&persona::Replies) -> &String> = match &self.envelope {
+            Some(e) if !e.rcpt_to.is_empty() => None,
+            None => Some(|r| &r.data_need_rcpt),
+            Some(_) => Some(|r| &r.data_no_recipients),
+        };
+        if let Some(pick) = refusal {
+            if size > 0 {
+                self.phase = Phase::Discard { remaining: size };
+            }
+            return self.error(n, pick, b"");
         }
-        let starting = self.bdat_size.is_none();
-        if starting {
-            self.bdat_size = Some(0);
-        }
+        let first = self.bdat.is_none();
+        self.bdat.get_or_insert_with(BdatMessage::default);
+        self.chunk_size = size;
         self.phase = Phase::Bdat {
             remaining: size,
             last,
         };
         Step {
             consumed: n,
-            action: Action::ChunkStart { first: starting },
+            action: Action::ChunkStart { first },
         }
+    }
+
+    fn starttls(&mut self, n: usize, arg: &[u8]) -> Step {
+        if !self.policy.starttls && !self.tls_active {
+            return self.error(n, |r| &r.starttls_unavailable, b"");
+        }
+        if !arg.is_empty() {
+            return self.error(n, |r| &r.starttls_syntax, b"");
+        }
+        if self.tls_active {
+            return self.error(n, |r| &r.tls_active, b"");
+        }
+        // RFC 3207 4.2: forget everything learnt in plaintext.
+        self.tls_active = true;
+        self.greeted = false;
+        self.envelope = None;
+        self.bdat = None;
+        self.authenticated = false;
+        self.ok(n, |r| &r.starttls_ready, b"", Effect::StartTls)
+    }
+
+    fn auth(&mut self, n: usize, arg: &[u8], raw: &[u8]) -> Step {
+        if !self.auth_offered() {
+            return self.error(n, |r| &r.auth_unavailable, b"");
+        }
+        if !self.greeted {
+            return self.error(n, |r| &r.need_helo, b"");
+        }
+        if self.authenticated {
+            return self.error(n, |r| &r.auth_already, b"");
+        }
+        if self.envelope.is_some() {
+            return self.error(n, |r| &r.auth_in_transaction, b"");
+        }
+        let mut words = arg.split(|&b| b == b' ').filter(|w| !w.is_empty());
+        let (Some(name), initial, None) = (words.next(), words.next(), words.next()) else {
+            return self.error(n, |r| &r.auth_syntax, b"");
+        };
+        let Some(mechanism) = Mechanism::parse(name) else {
+            return self.error(n, |r| &r.auth_mechanism, b"");
+        };
+        let (random, time) = self.entropy;
+        let challenge = format!(
+            "<{}.{}@{}>",
+            random % 10_000_000_000,
+            time,
+            self.policy.hostname
+        );
+        let (exchange, prompt) = AuthExchange::start(mechanism, initial, raw, challenge);
+        match prompt {
+            Prompt::Continue(text) => {
+                self.auth = Some(exchange);
+                self.ok(n, |r| &r.auth_challenge, text.as_bytes(), Effect::None)
+            }
+            Prompt::Done(attempt) => Step {
+                consumed: n,
+                action: Action::Auth(attempt),
+            },
+        }
+    }
+}
+
+fn need_more() -> Step {
+    Step {
+        consumed: 0,
+        action: Action::NeedMore,
     }
 }
 
@@ -640,24 +1013,23 @@ fn starts_with_ignore_case(line: &[u8], prefix: &[u8]) -> bool {
     line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
-fn keyword_of(param: &[u8]) -> &[u8] {
-    let end = param.iter().position(|&b| b == b'=').unwrap_or(param.len());
-    &param[..end]
+/// `KEY=value` (or a bare `KEY`).
+fn split_param(param: &[u8]) -> (&[u8], &[u8]) {
+    match param.iter().position(|&b| b == b'=') {
+        Some(eq) => (&param[..eq], &param[eq + 1..]),
+        None => (param, &param[param.len()..]),
+    }
 }
 
-/// MAIL parameters of the extensions we advertise (SIZE, 8BITMIME, DSN,
-/// SMTPUTF8) and AUTH= (RFC 4954), which Postfix accepts everywhere.
-fn known_mail_param(param: &[u8]) -> bool {
-    let key = keyword_of(param);
-    ["SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"]
-        .iter()
-        .any(|k| key.eq_ignore_ascii_case(k.as_bytes()))
-}
-
-/// RCPT parameters of DSN (RFC 3461).
-fn known_rcpt_param(param: &[u8]) -> bool {
-    let key = keyword_of(param);
-    ["NOTIFY", "ORCPT"]
-        .iter()
-        .any(|k| key.eq_ignore_ascii_case(k.as_bytes()))
+/// `NEVER`, or a comma list of `SUCCESS`, `FAILURE`, `DELAY` (RFC 3461).
+fn valid_notify(value: &[u8]) -> bool {
+    if value.eq_ignore_ascii_case(b"NEVER") {
+        return true;
+    }
+    !value.is_empty()
+        && value.split(|&b| b == b',').all(|v| {
+            [&b"SUCCESS"[..], b"FAILURE", b"DELAY"]
+                .iter()
+                .any(|k| v.eq_ignore_ascii_case(k))
+        })
 }

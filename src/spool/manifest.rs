@@ -1,7 +1,9 @@
 //! `manifest.json`: the types shared by the writer (`listen`) and the readers
 //! (`analyze`, `verify`), and the fold that builds a manifest from events.
 
-use crate::events::{EndReason, Endpoint, Event, EventRecord, StoredMessage};
+use crate::events::{
+    AuthRecord, EndReason, Endpoint, Event, EventRecord, StoredMessage, TlsRecord,
+};
 use serde::{Deserialize, Serialize};
 
 /// The manifest format's version. Readers refuse other major versions.
@@ -31,12 +33,29 @@ pub struct Manifest {
     pub protocol_errors: Vec<ProtocolError>,
     pub protocol_errors_total: u64,
     pub limits_hit: Vec<String>,
+    /// The TLS handshake, when there was one (STARTTLS or implicit TLS).
+    #[serde(default)]
+    pub tls: Option<TlsRecord>,
+    /// Plaintext bytes pipelined after STARTTLS, kept but never executed.
+    #[serde(default)]
+    pub starttls_injection_bytes: u64,
+    /// Every AUTH exchange, in order (first 100).
+    #[serde(default)]
+    pub auth: Vec<AuthEntry>,
     pub messages: Vec<MessageRecord>,
     /// Every file in the session directory but this manifest.
     pub files: Vec<FileRecord>,
     /// Anything unusual about how the session was written: `recovered`,
     /// `journal_damaged`, `extraction_failed`, ...
     pub flags: Vec<String>,
+}
+
+/// An AUTH exchange and when it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthEntry {
+    pub at: String,
+    #[serde(flatten)]
+    pub attempt: AuthRecord,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +178,9 @@ impl ManifestBuilder {
                 protocol_errors: Vec::new(),
                 protocol_errors_total: 0,
                 limits_hit: Vec::new(),
+                tls: None,
+                starttls_injection_bytes: 0,
+                auth: Vec::new(),
                 messages: Vec::new(),
                 files: Vec::new(),
                 flags: Vec::new(),
@@ -254,6 +276,22 @@ impl ManifestBuilder {
                     rcpt_to,
                     received_at,
                 ));
+            }
+            Event::Tls(record) => m.tls = Some(record.clone()),
+            Event::StartTlsInjection { bytes } => {
+                m.starttls_injection_bytes += bytes;
+                if !m.flags.iter().any(|f| f == "starttls_injection") {
+                    m.flags.push("starttls_injection".into());
+                }
+            }
+            Event::Auth(attempt) => {
+                self.commands_seen += 1;
+                if m.auth.len() < MAX_LISTED {
+                    m.auth.push(AuthEntry {
+                        at: record.at.clone(),
+                        attempt: attempt.clone(),
+                    });
+                }
             }
             Event::Limit { limit } => {
                 if !m.limits_hit.contains(limit) {

@@ -61,7 +61,8 @@
 //! The session's events ([`crate::events::EventRecord`]), one JSON object a
 //! line: `at`, `sensor`, `session_id`, `client_ip`, `event` and the event's
 //! fields. `event` is one of `session.connect`, `smtp.helo`, `smtp.mail`,
-//! `smtp.rcpt`, `smtp.reset`, `smtp.error`, `message.begin`,
+//! `smtp.rcpt`, `smtp.reset`, `smtp.error`, `smtp.auth`,
+//! `smtp.starttls_injection`, `session.tls`, `message.begin`,
 //! `message.stored`, `session.limit`, `session.closed`. The manifest is a
 //! fold of these events; `--events` streams the same lines for all sessions.
 //!
@@ -77,16 +78,19 @@
 //! | `schema` | `latrine.session/1`; readers refuse another major version |
 //! | `session_id`, `sensor`, `latrine` | ids, and the version that wrote it |
 //! | `started_at`, `ended_at` | connect and close times |
-//! | `end_reason` | `quit`, `client_closed`, `timeout`, `limit`, `rejected` (we hung up on an HTTP request, as Postfix does), `shutdown`, `error`, `recovered` |
+//! | `end_reason` | `quit`, `client_closed`, `timeout`, `limit`, `rejected` (we hung up on an HTTP request, as Postfix does), `shutdown`, `error`, `tls_failed`, `recovered` |
 //! | `client` | `{ip, port}` from the socket, never from what the client said |
 //! | `server` | `{ip, port, hostname, listener}` |
 //! | `helo`, `helo_total` | HELO/EHLO arguments in order (first 100), and how many |
 //! | `commands` | command lines received |
 //! | `protocol_errors`, `protocol_errors_total` | `{at, command, reply}` for commands answered with an error (first 100), and how many |
+//! | `tls` | the TLS handshake, if any: `mode` (`starttls`, `implicit`), `version`, `cipher`, `sni`, `alpn`, `offered_alpn`, `ja3`, `ja3_string`, `ja4`, `client_hello_bytes`, `error` (a failed handshake) |
+//! | `starttls_injection_bytes` | plaintext pipelined after STARTTLS: in the transcript, never executed (flag `starttls_injection`) |
+//! | `auth` | every AUTH exchange (first 100): `at`, `mechanism`, `username`, `password` (PLAIN, LOGIN), `authzid`, `challenge` and `digest` (CRAM-MD5), `raw` (the client's lines, escaped), `outcome` (`complete`, `cancelled`, `malformed`), `accepted` |
 //! | `limits_hit` | limits the session reached: `message_size`, `recipients`, `line_length`, `errors`, `idle_timeout`, `session_time`, ... |
 //! | `messages` | see below |
 //! | `files` | `{path, size, sha256}` for every file in the directory but `manifest.json` |
-//! | `flags` | `recovered`, `journal_damaged`, `journal_missing`, `manifest_partial`, `extraction_failed` |
+//! | `flags` | `starttls_injection`, `recovered`, `journal_damaged`, `journal_missing`, `manifest_partial`, `extraction_failed` |
 //!
 //! Each message: `index`, `file`, `size` and `sha256` (of the file),
 //! `mail_from`, `mail_params`, `rcpt_to` (list), `received_at`,
