@@ -7,7 +7,10 @@ use support::{Dialog, HOSTNAME, Honeypot, SENSOR};
 fn a_message_becomes_a_sealed_session() {
     let h = Honeypot::start(&[]);
     let mut d = Dialog::open(&h);
-    assert!(d.cmd("EHLO client.example").starts_with(&format!("250-{HOSTNAME}")));
+    assert!(
+        d.cmd("EHLO client.example")
+            .starts_with(&format!("250-{HOSTNAME}"))
+    );
     assert_eq!(d.cmd("MAIL FROM:<spammer@example.org>"), "250 2.1.0 Ok");
     assert_eq!(d.cmd("RCPT TO:<victim@example.net>"), "250 2.1.5 Ok");
     assert_eq!(d.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>");
@@ -30,9 +33,17 @@ fn a_message_becomes_a_sealed_session() {
     assert_eq!(eml, b"Subject: hello\r\n\r\nbody\r\n.dotted\r\n");
     // The session's directory is <spool>/<sensor>/<YYYY>/<MM>/<DD>/<id>.
     let rel = dir.strip_prefix(&h.spool).unwrap();
-    let parts: Vec<_> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let parts: Vec<_> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     assert_eq!(parts[0], SENSOR);
     assert_eq!(parts[1], &m.started_at[..4]);
     assert_eq!(parts[4], m.session_id);
-    assert!(std::fs::read_dir(h.spool.join(".incoming")).unwrap().next().is_none());
+    assert!(
+        std::fs::read_dir(h.spool.join(".incoming"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
 }

@@ -1137,7 +1137,8 @@ fn oversized_message_is_truncated_and_the_session_goes_on() {
     assert!(content.len() > 7000);
     d.send(&content);
     d.send(b".\r\n");
-    assert_eq!(d.reply(), TOO_BIG);
+    // After the content Postfix words it differently than for SIZE=.
+    assert_eq!(d.reply(), "552 5.3.4 Error: message file too big");
     // The dialog is still in sync: the next command and a new message work.
     assert_eq!(d.cmd("NOOP"), OK);
     assert_eq!(d.cmd("MAIL FROM:<small@big.example>"), MAIL_OK);
@@ -1270,7 +1271,7 @@ fn unknown_command_empty_line_and_http_request() {
     let mut d = Dialog::open(&h);
     assert_eq!(
         d.cmd("XYZZY plugh"),
-        "502 5.5.2 Error: command not recognized"
+        "500 5.5.2 Error: command not recognized"
     );
     assert_eq!(d.cmd(""), "500 5.5.2 Error: bad syntax");
     d.send(b"GET / HTTP/1.1\r\nHost: mx.example.com\r\nUser-Agent: scanner\r\n\r\n");
@@ -1293,7 +1294,7 @@ fn unknown_command_empty_line_and_http_request() {
     assert_eq!(
         errors,
         vec![
-            ("XYZZY plugh", "502 5.5.2 Error: command not recognized"),
+            ("XYZZY plugh", "500 5.5.2 Error: command not recognized"),
             ("", "500 5.5.2 Error: bad syntax"),
             (
                 "GET / HTTP/1.1",
@@ -1325,12 +1326,12 @@ fn max_errors_3_ends_the_session_with_421() {
     let h = Honeypot::start(&["--max-errors", "3"]);
     let mut d = Dialog::open(&h);
     assert!(d.cmd("EHLO noisy.example").starts_with("250-"));
-    assert_eq!(d.cmd("FOO"), "502 5.5.2 Error: command not recognized");
+    assert_eq!(d.cmd("FOO"), "500 5.5.2 Error: command not recognized");
     assert_eq!(
         d.cmd("RCPT TO:<nobody@victim.example>"),
         "503 5.5.1 Error: need MAIL command"
     );
-    assert_eq!(d.cmd("BAR"), "502 5.5.2 Error: command not recognized");
+    assert_eq!(d.cmd("BAR"), "500 5.5.2 Error: command not recognized");
     // The third error is the last: Postfix says so at once and hangs up.
     assert_eq!(d.reply(), "421 4.7.0 mx.example.com Error: too many errors");
     assert_eq!(d.rest(), "");
@@ -1350,12 +1351,12 @@ fn max_errors_3_ends_the_session_with_421() {
     assert_eq!(
         errors[..3],
         [
-            ("FOO", "502 5.5.2 Error: command not recognized"),
+            ("FOO", "500 5.5.2 Error: command not recognized"),
             (
                 "RCPT TO:<nobody@victim.example>",
                 "503 5.5.1 Error: need MAIL command"
             ),
-            ("BAR", "502 5.5.2 Error: command not recognized"),
+            ("BAR", "500 5.5.2 Error: command not recognized"),
         ]
     );
     assert_eq!(m.commands, 4, "EHLO and three bad commands");
@@ -1368,8 +1369,8 @@ fn max_errors_3_ends_the_session_with_421() {
 fn too_many_errors_421_is_not_listed_as_a_protocol_error() {
     let h = Honeypot::start(&["--max-errors", "2"]);
     let mut d = Dialog::open(&h);
-    assert_eq!(d.cmd("FOO"), "502 5.5.2 Error: command not recognized");
-    assert_eq!(d.cmd("BAR"), "502 5.5.2 Error: command not recognized");
+    assert_eq!(d.cmd("FOO"), "500 5.5.2 Error: command not recognized");
+    assert_eq!(d.cmd("BAR"), "500 5.5.2 Error: command not recognized");
     assert_eq!(d.reply(), "421 4.7.0 mx.example.com Error: too many errors");
     assert_eq!(d.rest(), "");
 
@@ -1389,6 +1390,8 @@ fn too_many_errors_421_is_not_listed_as_a_protocol_error() {
     assert_eq!(m.protocol_errors_total, 2);
 }
 
+/// Like Postfix: the first 2048 bytes of an overlong line are the command,
+/// the rest is dropped without a reply.
 #[test]
 fn overlong_line_is_answered_once_and_skipped() {
     let h = Honeypot::start(&[]);
@@ -1397,7 +1400,7 @@ fn overlong_line_is_answered_once_and_skipped() {
     let long = vec![b'A'; 100 * 1024];
     d.send(&long);
     d.send(b"\r\nNOOP\r\n");
-    assert_eq!(d.reply(), "500 5.5.2 Error: line too long");
+    assert_eq!(d.reply(), "500 5.5.2 Error: command not recognized");
     assert_eq!(d.reply(), OK, "the NOOP after the long line");
     assert_eq!(d.cmd("QUIT"), BYE);
 
@@ -1409,7 +1412,10 @@ fn overlong_line_is_answered_once_and_skipped() {
         m.limits_hit
     );
     assert_eq!(m.protocol_errors.len(), 1);
-    assert_eq!(m.protocol_errors[0].reply, "500 5.5.2 Error: line too long");
+    assert_eq!(
+        m.protocol_errors[0].reply,
+        "500 5.5.2 Error: command not recognized"
+    );
     assert_eq!(
         m.protocol_errors[0].command,
         "A".repeat(2048),
@@ -1496,7 +1502,11 @@ fn transcript_gives_back_every_command_byte_including_nul_and_8bit() {
     let r = command(&mut d, b"EHLO bad\x00host.example\r\n", &mut sent);
     assert!(r.starts_with("250-"), "{r}");
     replies.push(r);
+    // Postfix refuses a line that is not UTF-8 before looking at it.
     let r = command(&mut d, b"MAIL FROM:<caf\xe9@example.org>\r\n", &mut sent);
+    assert_eq!(r, "500 5.5.2 Error: bad UTF-8 syntax");
+    replies.push(r);
+    let r = command(&mut d, b"MAIL FROM:<cafe@example.org>\r\n", &mut sent);
     assert_eq!(r, MAIL_OK);
     replies.push(r);
     // Valid UTF-8, and a bare LF for a line ending.
@@ -1508,6 +1518,9 @@ fn transcript_gives_back_every_command_byte_including_nul_and_8bit() {
     assert_eq!(r, RCPT_OK);
     replies.push(r);
     let r = command(&mut d, b"NOOP \xff\xfe\x01\x1b[31m\\x41\t\r\n", &mut sent);
+    assert_eq!(r, "500 5.5.2 Error: bad UTF-8 syntax");
+    replies.push(r);
+    let r = command(&mut d, b"NOOP \x01\x1b[31m\\x41\t\r\n", &mut sent);
     assert_eq!(r, OK);
     replies.push(r);
     let r = command(&mut d, b"DATA\r\n", &mut sent);
@@ -1531,17 +1544,17 @@ fn transcript_gives_back_every_command_byte_including_nul_and_8bit() {
     );
     let server: String = replies.iter().map(|r| wire_reply(r)).collect();
     assert_eq!(String::from_utf8(direction(&dir, &m, 'S')).unwrap(), server);
-    // The manifest escapes what it quotes, reversibly.
-    assert_eq!(m.helo, vec!["bad\\x00host.example"]);
-    assert_eq!(
-        latrine::escape::unescape(&m.helo[0]).unwrap(),
-        b"bad\x00host.example"
-    );
+    // Like Postfix, a NUL ends the command line: the manifest records the
+    // name the server acted on; the transcript (above) keeps every byte.
+    assert_eq!(m.helo, vec!["bad"]);
     let msg = &m.messages[0];
-    assert_eq!(msg.mail_from, "caf\\xe9@example.org");
+    assert_eq!(msg.mail_from, "cafe@example.org");
+    // The refused 8-bit command is quoted in protocol_errors, escaped reversibly.
+    let refused = &m.protocol_errors[0];
+    assert_eq!(refused.command, "MAIL FROM:<caf\\xe9@example.org>");
     assert_eq!(
-        latrine::escape::unescape(&msg.mail_from).unwrap(),
-        b"caf\xe9@example.org"
+        latrine::escape::unescape(&refused.command).unwrap(),
+        b"MAIL FROM:<caf\xe9@example.org>"
     );
     assert_eq!(msg.rcpt_to, vec!["r\u{e9}ception@example.net"]);
     // The stored message and its undoubled dot give back the DATA bytes.

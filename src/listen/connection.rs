@@ -254,7 +254,27 @@ impl Connection {
                     effect,
                     close,
                 } => {
+                    if unit.is_empty() && close {
+                        // The 421 after too many errors goes out on its own,
+                        // after the replies before it, as Postfix sends it.
+                        if self
+                            .send_batch(&mut out, &mut delay, deadline)
+                            .await
+                            .is_err()
+                        {
+                            return Next::Close(EndReason::ClientClosed);
+                        }
+                    }
                     log_client(writer, unit);
+                    if !unit.is_empty() && !unit.ends_with(b"\n") {
+                        // The core answered the first part of an overlong line.
+                        record_event(
+                            writer,
+                            Event::Limit {
+                                limit: "line_length".into(),
+                            },
+                        );
+                    }
                     queue_reply(writer, &reply, &mut out);
                     delay += tarpit(session, &reply);
                     let starttls = effect == Effect::StartTls;
@@ -310,17 +330,38 @@ impl Connection {
         if let Err(e) = writer.flush() {
             tracing::warn!(session = writer.id(), "transcript write failed: {e}");
         }
-        let delay = delay.min(deadline.saturating_duration_since(Instant::now()));
-        if !delay.is_zero() {
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.shutdown.recv() => {}
-            }
-        }
-        if !out.is_empty() && self.write(&out).await.is_err() {
+        if self
+            .send_batch(&mut out, &mut delay, deadline)
+            .await
+            .is_err()
+        {
             return Next::Close(EndReason::ClientClosed);
         }
         next
+    }
+
+    /// Writes the queued replies in one write, after their tarpit delay
+    /// (cut short by shutdown or the session's deadline).
+    async fn send_batch(
+        &mut self,
+        out: &mut Vec<u8>,
+        delay: &mut Duration,
+        deadline: Instant,
+    ) -> io::Result<()> {
+        let wait = (*delay).min(deadline.saturating_duration_since(Instant::now()));
+        *delay = Duration::ZERO;
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.shutdown.recv() => {}
+            }
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        let result = self.write(out).await;
+        out.clear();
+        result
     }
 
     /// Stores a finished message durably, then gives the reply: 250 only

@@ -201,6 +201,9 @@ pub struct Session {
     authenticated: bool,
     tls_active: bool,
     errors: u32,
+    /// The error count before the reply being made counted its own error:
+    /// the tarpit looks at this, as Postfix's `smtpd_chat_reply` does.
+    errors_before_reply: u32,
     junk_commands: u32,
     messages: u32,
     commands: u64,
@@ -232,6 +235,7 @@ impl Session {
             authenticated: false,
             tls_active,
             errors: 0,
+            errors_before_reply: 0,
             junk_commands: 0,
             messages: 0,
             commands: 0,
@@ -282,7 +286,7 @@ impl Session {
     /// tarpit of Postfix's `smtpd_error_sleep_time`).
     pub fn reply_delay(&self) -> Option<std::time::Duration> {
         let p = &self.policy.persona;
-        (self.errors > p.soft_error_limit && p.error_sleep_ms > 0)
+        (self.errors_before_reply >= p.soft_error_limit && p.error_sleep_ms > 0)
             .then(|| std::time::Duration::from_millis(p.error_sleep_ms))
     }
 
@@ -316,6 +320,7 @@ impl Session {
 
     /// Handles the first unit found in `input`; see the module documentation.
     pub fn advance(&mut self, input: &[u8], content: &mut Vec<u8>) -> Step {
+        self.errors_before_reply = self.errors;
         if self.errors >= self.policy.max_errors && !self.is_closed() {
             self.phase = Phase::Closed;
             let reply = self.render(&self.policy.persona.replies.too_many_errors, b"");
@@ -440,6 +445,7 @@ impl Session {
 
     /// The reply for a finished message, once the caller has tried to store it.
     pub fn message_outcome(&mut self, end: &MessageEnd, outcome: Outcome<'_>) -> Reply {
+        self.errors_before_reply = self.errors;
         self.messages += 1;
         let replies = &self.policy.persona.replies;
         if end.summary.over_limit {
@@ -453,8 +459,10 @@ impl Session {
         }
         match outcome {
             Outcome::Stored { queue_id } => {
-                // Postfix forgives a client that managed to deliver.
+                // Postfix forgives a client that managed to deliver, before
+                // it answers (so this reply is not delayed either).
                 self.errors = 0;
+                self.errors_before_reply = 0;
                 let size = self.last_bdat_size.to_string();
                 let (template, arg) = if end.chunked {
                     (&replies.bdat_queued, size.as_bytes())
@@ -480,6 +488,7 @@ impl Session {
 
     /// The reply to a finished AUTH exchange, given the caller's decision.
     pub fn auth_outcome(&mut self, attempt: &AuthAttempt, accepted: bool) -> Reply {
+        self.errors_before_reply = self.errors;
         let r = &self.policy.persona.replies;
         let template = match attempt.end {
             AuthEnd::Cancelled => &r.auth_aborted,
@@ -556,21 +565,8 @@ impl Session {
         self.commands += 1;
         let mut line = raw.strip_suffix(b"\n").unwrap_or(raw);
         line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(nul) = memchr::memchr(0, line) {
-            line = &line[..nul];
-        }
-        let cleaned: Cow<'_, [u8]> = if line.contains(&b'\r') {
-            Cow::Owned(
-                line.iter()
-                    .map(|&b| if b == b'\r' { b' ' } else { b })
-                    .collect(),
-            )
-        } else {
-            Cow::Borrowed(line)
-        };
-        if std::str::from_utf8(&cleaned).is_err() {
-            return self.error(n, |r| &r.bad_utf8, b"");
-        }
+        // An AUTH response is base64, decoded by the exchange (which refuses
+        // anything else, 8-bit bytes included).
         if let Some(mut exchange) = self.auth.take() {
             return match exchange.respond(raw) {
                 Prompt::Continue(challenge) => {
@@ -583,6 +579,22 @@ impl Session {
                 },
             };
         }
+        // Postfix checks the whole line, then stops reading it at a NUL.
+        if std::str::from_utf8(line).is_err() {
+            return self.error(n, |r| &r.bad_utf8, b"");
+        }
+        if let Some(nul) = memchr::memchr(0, line) {
+            line = &line[..nul];
+        }
+        let cleaned: Cow<'_, [u8]> = if line.contains(&b'\r') {
+            Cow::Owned(
+                line.iter()
+                    .map(|&b| if b == b'\r' { b' ' } else { b })
+                    .collect(),
+            )
+        } else {
+            Cow::Borrowed(line)
+        };
         self.command(n, &cleaned, raw)
     }
 
@@ -830,6 +842,8 @@ impl Session {
             None => (address, None),
         };
         let local = match domain {
+            // `host!user` is a UUCP path to another host (swap_bangpath).
+            None if user.contains(&b'!') => false,
             None => true,
             Some(d) => {
                 d.eq_ignore_ascii_case(self.policy.hostname.as_bytes())

@@ -46,7 +46,10 @@ impl Honeypot {
             "--hostname".into(),
             HOSTNAME.into(),
         ];
-        if !extra.iter().any(|a| *a == "--listen" || a.starts_with("--config")) {
+        if !extra
+            .iter()
+            .any(|a| *a == "--listen" || a.starts_with("--config"))
+        {
             args.push("--listen".into());
             args.push("127.0.0.1:0".into());
         }
@@ -173,7 +176,9 @@ pub fn sealed_sessions(spool: &Path) -> Vec<(PathBuf, Manifest)> {
     let mut out = Vec::new();
     let mut stack = vec![spool.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if entry.file_name() == ".incoming" || !path.is_dir() {
@@ -240,7 +245,11 @@ impl Dialog {
             }
             let mut chunk = [0u8; 4096];
             let n = self.stream.read(&mut chunk).expect("read reply");
-            assert!(n > 0, "connection closed while waiting for a reply; got {:?}", String::from_utf8_lossy(&self.buf));
+            assert!(
+                n > 0,
+                "connection closed while waiting for a reply; got {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
@@ -270,4 +279,34 @@ pub fn require_tool(name: &str) -> bool {
         eprintln!("skipping: {name} is not installed");
     }
     found
+}
+
+impl Honeypot {
+    /// Every address the process listens on, in the order of its start-up
+    /// log lines: one `listening on ADDR` line per listener, the `--listen`
+    /// ones first, then `--listen-submission`, then `--listen-smtps`. Waits
+    /// (at most 30 s) until `n` of them are logged.
+    pub fn listening_addresses(&self, n: usize) -> Vec<SocketAddr> {
+        let start = Instant::now();
+        loop {
+            let found: Vec<SocketAddr> = self
+                .log
+                .lock()
+                .unwrap()
+                .lines()
+                .filter_map(listening_address)
+                .collect();
+            if found.len() >= n {
+                return found;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                panic!(
+                    "only {} of {n} listening addresses logged; log:\n{}",
+                    found.len(),
+                    self.log.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
