@@ -199,15 +199,24 @@ pub async fn run(config: ListenConfig) -> Result<(), StartError> {
             String::new()
         };
         tracing::info!(
-            "listening on {address} ({}, {}) as {} (persona {}), spool {} (sensor {}), fsync {}, auth {}{expose}",
-            l.name,
-            l.mode.name(),
+            "listening on {address} ({}) as {} (persona {}), spool {} (sensor {}), fsync {}, auth {}{expose}",
+            if l.name == l.mode.name() {
+                l.name.clone()
+            } else {
+                format!("{}, {}", l.name, l.mode.name())
+            },
             config.hostname,
             config.persona,
             config.spool.display(),
             config.sensor,
             if config.fsync { "on" } else { "off" },
             config.auth_policy,
+        );
+    }
+    if !config.hostname.contains('.') {
+        tracing::warn!(
+            "host name {:?} is not fully qualified; a real MTA's is: set --hostname mx1.example.com",
+            config.hostname
         );
     }
     running.serve.await;
