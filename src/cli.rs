@@ -149,7 +149,7 @@ pub struct ListenArgs {
     #[arg(long, value_name = "N")]
     pub max_connections: Option<u64>,
 
-    /// Concurrent sessions per client IP (extra ones get 421 and are recorded). Default 20.
+    /// Concurrent sessions per client IP (extra ones get 421 and are recorded). Default 50, as Postfix.
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<u64>,
 }

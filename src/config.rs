@@ -174,7 +174,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(300),
             session_timeout: Duration::from_secs(1800),
             max_connections: 1000,
-            max_connections_per_ip: 20,
+            max_connections_per_ip: 50,
         }
     }
 }
