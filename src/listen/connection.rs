@@ -275,8 +275,7 @@ impl Connection {
                             },
                         );
                     }
-                    queue_reply(writer, &reply, &mut out);
-                    delay += tarpit(session, &reply);
+                    delay += queue_reply(writer, session, &reply, &mut out);
                     let starttls = effect == Effect::StartTls;
                     let reason = match &effect {
                         Effect::Limit(_) => EndReason::Limit,
@@ -315,14 +314,12 @@ impl Connection {
                         attempt.end == AuthEnd::Complete && self.shared.auth.decide(self.peer.ip());
                     let reply = session.auth_outcome(&attempt, accepted);
                     record_event(writer, Event::Auth(auth_record(&attempt, accepted)));
-                    queue_reply(writer, &reply, &mut out);
-                    delay += tarpit(session, &reply);
+                    delay += queue_reply(writer, session, &reply, &mut out);
                 }
                 Action::MessageEnd(end) => {
                     writer.message_content(&content);
                     let reply = self.finish_message(writer, session, &end).await;
-                    queue_reply(writer, &reply, &mut out);
-                    delay += tarpit(session, &reply);
+                    delay += queue_reply(writer, session, &reply, &mut out);
                 }
             }
         }
@@ -431,7 +428,7 @@ impl Connection {
     /// Sends one reply now (greeting, timeout, shutdown), with the transcript.
     async fn send(&mut self, writer: &mut SessionWriter, reply: &Reply) -> io::Result<()> {
         let mut out = Vec::new();
-        queue_reply(writer, reply, &mut out);
+        log_reply(writer, reply, &mut out);
         let _ = writer.flush();
         self.write(&out).await
     }
@@ -524,12 +521,28 @@ fn open_message(writer: &mut SessionWriter) {
     }
 }
 
-fn queue_reply(writer: &mut SessionWriter, reply: &Reply, out: &mut Vec<u8>) {
+/// Appends a reply's wire form to `out` and to the transcript.
+fn log_reply(writer: &mut SessionWriter, reply: &Reply, out: &mut Vec<u8>) {
     let start = out.len();
     reply.write_to(out);
     if let Err(e) = writer.transcript().server(&out[start..]) {
         tracing::warn!(session = writer.id(), "transcript write failed: {e}");
     }
+}
+
+/// Queues a reply for the batch's single write, logs it, and says how long
+/// it must wait in the tarpit: every line, once past the soft error limit
+/// (a multi-line EHLO reply waits once per line, as in Postfix).
+fn queue_reply(
+    writer: &mut SessionWriter,
+    session: &Session,
+    reply: &Reply,
+    out: &mut Vec<u8>,
+) -> Duration {
+    log_reply(writer, reply, out);
+    session
+        .reply_delay()
+        .map_or(Duration::ZERO, |d| d * reply.lines().len() as u32)
 }
 
 /// The reply as one line of text for the record (`250 2.0.0 Ok: ...`).
@@ -612,14 +625,6 @@ fn apply_effect(
     }
     record_event(writer, event);
     tracing::debug!(session = writer.id(), "{}", escape_ascii(line));
-}
-
-/// How long the reply waits in the tarpit: every line, once past the soft
-/// error limit (a multi-line EHLO reply waits once per line, as in Postfix).
-fn tarpit(session: &Session, reply: &Reply) -> Duration {
-    session
-        .reply_delay()
-        .map_or(Duration::ZERO, |d| d * reply.lines().len() as u32)
 }
 
 fn auth_record(attempt: &AuthAttempt, accepted: bool) -> AuthRecord {
