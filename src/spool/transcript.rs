@@ -89,9 +89,83 @@ pub fn parse_record(line: &str) -> Option<Record> {
     })
 }
 
+/// The DATA bytes as they went over the wire, rebuilt from a stored message:
+/// a `.` before every line (after CRLF, or at the start) that begins with
+/// `.`, and before the lines at `undoubled_dots`, then the end marker.
+pub fn data_wire_bytes(eml: &[u8], undoubled_dots: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(eml.len() + 8);
+    let mut line_start = true;
+    let mut dots = undoubled_dots.iter().peekable();
+    for (i, &b) in eml.iter().enumerate() {
+        let undoubled = dots.peek() == Some(&&(i as u64));
+        if undoubled {
+            dots.next();
+        }
+        if (line_start && b == b'.') || undoubled {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n' && i > 0 && eml[i - 1] == b'\r';
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// Every byte the client sent in a sealed session, rebuilt from the
+/// transcript's `C` records and, where `M message N end` stands, from the
+/// stored message N (DATA only; BDAT chunks and content past the size limit
+/// are not in the transcript and cannot be rebuilt).
+pub fn client_wire_bytes(
+    dir: &std::path::Path,
+    manifest: &super::Manifest,
+) -> std::io::Result<Vec<u8>> {
+    let text = std::fs::read_to_string(dir.join(super::writer::TRANSCRIPT))?;
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(record) = parse_record(line) else {
+            return Err(std::io::Error::other(format!(
+                "unreadable transcript record {line:?}"
+            )));
+        };
+        match record.direction {
+            'C' => out.extend_from_slice(&record.bytes),
+            'M' => {
+                let note = String::from_utf8_lossy(&record.bytes);
+                let words: Vec<&str> = note.split(' ').collect();
+                if let ["message", index, "end", ..] = words[..]
+                    && let Some(msg) = manifest
+                        .messages
+                        .iter()
+                        .find(|m| index.parse() == Ok(m.index) && !m.chunked)
+                {
+                    let eml = std::fs::read(dir.join(&msg.file))?;
+                    out.extend_from_slice(&data_wire_bytes(&eml, &msg.undoubled_dots));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_wire_restores_stuffing_and_undoubled_dots() {
+        // Wire: "..a\r\n.b\r\nc\r\n.\r\n" is stored as ".a\r\nb\r\nc\r\n" with the
+        // undoubled dot of ".b" at offset 4.
+        assert_eq!(
+            data_wire_bytes(b".a\r\nb\r\nc\r\n", &[4]),
+            b"..a\r\n.b\r\nc\r\n.\r\n"
+        );
+        // A dot removed before a bare LF (offset 3) is put back too.
+        assert_eq!(
+            data_wire_bytes(b"x\r\n\ny\r\n", &[3]),
+            b"x\r\n.\ny\r\n.\r\n"
+        );
+    }
 
     #[test]
     fn client_bytes_round_trip_through_records() {
