@@ -152,6 +152,15 @@ pub struct ListenArgs {
     /// Concurrent sessions per client IP (extra ones get 421 and are recorded). Default 50, as Postfix.
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<u64>,
+
+    /// Free space (MiB) on the spool's file system below which MAIL gets
+    /// "452 4.3.1 Insufficient system storage"; sessions are still recorded. Default 256.
+    #[arg(long, value_name = "MIB")]
+    pub min_free_mb: Option<u64>,
+
+    /// Free space (MiB) at which mail is taken again. Default 512.
+    #[arg(long, value_name = "MIB")]
+    pub resume_free_mb: Option<u64>,
 }
 
 impl ListenArgs {
@@ -182,6 +191,8 @@ impl ListenArgs {
             session_timeout_secs: self.session_timeout,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
+            min_free_mb: self.min_free_mb,
+            resume_free_mb: self.resume_free_mb,
         }
     }
 }

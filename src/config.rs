@@ -55,6 +55,8 @@ pub struct FileLimits {
     pub session_timeout_secs: Option<u64>,
     pub max_connections: Option<u64>,
     pub max_connections_per_ip: Option<u64>,
+    pub min_free_mb: Option<u64>,
+    pub resume_free_mb: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +98,8 @@ pub struct Overrides {
     pub session_timeout_secs: Option<u64>,
     pub max_connections: Option<u64>,
     pub max_connections_per_ip: Option<u64>,
+    pub min_free_mb: Option<u64>,
+    pub resume_free_mb: Option<u64>,
 }
 
 /// What a listening socket speaks.
@@ -159,6 +163,11 @@ pub struct Limits {
     pub session_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Below this much free space on the spool's file system, MAIL gets
+    /// `452 4.3.1 Insufficient system storage`; sessions are still recorded.
+    pub min_free_bytes: u64,
+    /// Mail is taken again once this much is free (hysteresis).
+    pub resume_free_bytes: u64,
 }
 
 impl Default for Limits {
@@ -175,6 +184,8 @@ impl Default for Limits {
             session_timeout: Duration::from_secs(1800),
             max_connections: 1000,
             max_connections_per_ip: 50,
+            min_free_bytes: 256 << 20,
+            resume_free_bytes: 512 << 20,
         }
     }
 }
@@ -334,6 +345,26 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
             1,
             1_000_000,
         )? as usize,
+        min_free_bytes: range(
+            "limits.min_free_mb",
+            pick(
+                cli.min_free_mb,
+                l.min_free_mb,
+                defaults.min_free_bytes >> 20,
+            ),
+            0,
+            1 << 30,
+        )? << 20,
+        resume_free_bytes: range(
+            "limits.resume_free_mb",
+            pick(
+                cli.resume_free_mb,
+                l.resume_free_mb,
+                defaults.resume_free_bytes >> 20,
+            ),
+            0,
+            1 << 30,
+        )? << 20,
     };
 
     let cli_listeners: Vec<(&str, &String, ListenerMode)> = cli
@@ -351,6 +382,12 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
                 .map(|a| ("--listen-smtps", a, ListenerMode::Smtps)),
         )
         .collect();
+    if limits.resume_free_bytes < limits.min_free_bytes {
+        return Err(bad(
+            "limits.resume_free_mb",
+            "must not be below limits.min_free_mb",
+        ));
+    }
     let listeners = if !cli_listeners.is_empty() {
         cli_listeners
             .iter()
@@ -417,7 +454,8 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
         }
     }
     for (i, a) in listeners.iter().enumerate() {
-        if listeners[..i].iter().any(|b| b.address == a.address) {
+        // Port 0 asks the system for any free port: never a clash.
+        if a.address.port() != 0 && listeners[..i].iter().any(|b| b.address == a.address) {
             return Err(bad("listener", format!("{} is listed twice", a.address)));
         }
     }

@@ -47,3 +47,30 @@ fn a_message_becomes_a_sealed_session() {
             .is_none()
     );
 }
+
+/// Past the free-space mark, MAIL gets Postfix's 452 and the session is
+/// still recorded. (A mark of a petabyte is always past.)
+#[test]
+fn a_full_spool_refuses_mail_but_keeps_recording() {
+    let h = Honeypot::start(&[
+        "--min-free-mb",
+        "1073741824",
+        "--resume-free-mb",
+        "1073741824",
+    ]);
+    let mut d = Dialog::open(&h);
+    assert!(d.cmd("EHLO client.example").starts_with("250-"));
+    assert_eq!(
+        d.cmd("MAIL FROM:<spammer@example.org>"),
+        "452 4.3.1 Insufficient system storage"
+    );
+    assert_eq!(d.cmd("QUIT"), "221 2.0.0 Bye");
+    let sessions = h.wait_sealed(1);
+    let m = &sessions[0].1;
+    assert_eq!(m.helo, vec!["client.example"]);
+    assert_eq!(
+        m.protocol_errors[0].reply,
+        "452 4.3.1 Insufficient system storage"
+    );
+    assert!(m.messages.is_empty());
+}

@@ -146,6 +146,7 @@ impl Connection {
                 Ok(Ok(_)) => {}
                 Err(_) => return self.time_is_up(writer, session, deadline).await,
             }
+            session.set_storage_full(self.shared.storage.is_full());
             let next = self.handle_input(input, writer, session, deadline).await;
             if input.capacity() > 4 * READ_SIZE && input.len() < READ_SIZE {
                 input.shrink_to(READ_SIZE);

@@ -12,6 +12,7 @@ mod handshake;
 pub mod limits;
 mod listener;
 pub mod shutdown;
+pub mod storage;
 mod transport;
 
 use crate::config::{Limits, ListenConfig, ListenerMode};
@@ -44,6 +45,8 @@ pub struct Shared {
     pub connections: Arc<ConnectionLimits>,
     pub seal_permits: Semaphore,
     pub refusal_permits: Arc<Semaphore>,
+    /// Whether the spool is short of space (MAIL gets 452).
+    pub storage: Arc<storage::StorageGauge>,
 }
 
 /// The error that stops `listen` from starting, with what to do about it.
@@ -129,7 +132,22 @@ pub async fn start(
         ),
         seal_permits: Semaphore::new(CONCURRENT_SEALS),
         refusal_permits: Arc::new(Semaphore::new(CONCURRENT_REFUSALS)),
+        storage: Arc::new(storage::StorageGauge::default()),
     });
+    // Read free space once before serving, then keep watching.
+    if let Ok(free) = storage::free_bytes(&config.spool) {
+        shared.storage.update(
+            free,
+            config.limits.min_free_bytes,
+            config.limits.resume_free_bytes,
+        );
+    }
+    tokio::spawn(storage::watch(
+        Arc::clone(&shared.storage),
+        config.spool.clone(),
+        config.limits.min_free_bytes,
+        config.limits.resume_free_bytes,
+    ));
 
     let mut sockets = Vec::new();
     for l in &config.listeners {

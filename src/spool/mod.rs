@@ -47,6 +47,13 @@
 //! - `M message <n> end size=<stored> received=<bytes> sha256=<hex>
 //!   [undoubled_dots=<o1>,<o2>...]` where it ended.
 //!
+//! - `M tls <mode> established <version> <cipher> client_hello=<hex>` or
+//!   `M tls <mode> failed: <reason> client_hello=<hex>`: a TLS handshake and
+//!   the bytes the client sent during it (at most 16 KiB), in hex. The TLS
+//!   records themselves are not `C` records; after a handshake, `C` records
+//!   hold the decrypted SMTP bytes.
+//! - `M plaintext after STARTTLS, not executed:` before the `C` records of
+//!   bytes pipelined after STARTTLS (an injection attempt).
 //! - `M client bytes not processed:` before the `C` records of bytes the
 //!   client sent that were never acted on (a partial line when the
 //!   connection ended, commands pipelined after QUIT).

@@ -1,0 +1,70 @@
+//! The `[analyze]` table of a TOML file (`--config`). The file may be the
+//! listener's own configuration: other tables are ignored, but unknown keys
+//! inside `[analyze]` are refused, so that a typo does not go unnoticed.
+//!
+//! ```toml
+//! [analyze]
+//! geoip_city = "/var/lib/GeoIP/GeoLite2-City.mmdb"   # or a Country database
+//! geoip_asn = "/var/lib/GeoIP/GeoLite2-ASN.mmdb"
+//! geoip_dirs = ["/var/lib/GeoIP"]                     # where to look otherwise
+//! ```
+//!
+//! Relative paths are relative to the file's directory. Command-line options
+//! win over the file.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default, Deserialize)]
+struct File {
+    #[serde(default)]
+    analyze: AnalyzeConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeConfig {
+    pub geoip_city: Option<PathBuf>,
+    pub geoip_asn: Option<PathBuf>,
+    pub geoip_dirs: Option<Vec<PathBuf>>,
+}
+
+/// Reads the `[analyze]` table of `path`.
+pub fn read(path: &Path) -> Result<AnalyzeConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+    let c = file.analyze;
+    Ok(AnalyzeConfig {
+        geoip_city: c.geoip_city.map(resolve),
+        geoip_asn: c.geoip_asn.map(resolve),
+        geoip_dirs: c.geoip_dirs.map(|d| d.into_iter().map(resolve).collect()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_analyze_table_only() {
+        let dir =
+            std::env::temp_dir().join(format!("latrine-analyze-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("latrine.toml");
+        std::fs::write(
+            &path,
+            "spool = \"x\"\n[limits]\nmax_errors = 3\n[analyze]\ngeoip_city = \"db/City.mmdb\"\n\
+             geoip_asn = \"/abs/ASN.mmdb\"\n",
+        )
+        .unwrap();
+        let c = read(&path).unwrap();
+        assert_eq!(c.geoip_city, Some(dir.join("db/City.mmdb")));
+        assert_eq!(c.geoip_asn, Some(PathBuf::from("/abs/ASN.mmdb")));
+        std::fs::write(&path, "[analyze]\ngeoip_cty = \"typo\"\n").unwrap();
+        assert!(read(&path).unwrap_err().contains("geoip_cty"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
