@@ -15,7 +15,6 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -49,106 +48,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
     latrine::escape::hex(&Sha256::digest(bytes))
 }
 
-/// The self-check of the spool specification: every entry of `files` exists
-/// with that size and sha256, and nothing else exists but `manifest.json`.
-/// Also: the messages and attachments the manifest names are among `files`,
-/// with the same hashes, and the directory is named after the session.
-fn check_session(dir: &Path, m: &Manifest) {
-    assert_eq!(m.schema, latrine::spool::SCHEMA);
-    assert!(
-        m.started_at <= m.ended_at,
-        "{} > {}",
-        m.started_at,
-        m.ended_at
-    );
-    for msg in &m.messages {
-        assert!(m.started_at <= msg.received_at && msg.received_at <= m.ended_at);
-    }
-    assert_eq!(
-        dir.file_name().unwrap().to_string_lossy(),
-        m.session_id,
-        "directory named after the session"
-    );
-    let mut listed = BTreeSet::new();
-    for f in &m.files {
-        assert!(
-            !f.path.starts_with('/')
-                && !f
-                    .path
-                    .split('/')
-                    .any(|c| c.is_empty() || c == "." || c == ".."),
-            "{}: odd path in files: {:?}",
-            m.session_id,
-            f.path
-        );
-        assert_ne!(f.path, "manifest.json", "the manifest does not list itself");
-        let meta = std::fs::symlink_metadata(dir.join(&f.path))
-            .unwrap_or_else(|e| panic!("{}: listed file {} is missing: {e}", m.session_id, f.path));
-        assert!(
-            meta.file_type().is_file(),
-            "{} is not a regular file",
-            f.path
-        );
-        let bytes = std::fs::read(dir.join(&f.path)).unwrap();
-        assert_eq!(
-            bytes.len() as u64,
-            f.size,
-            "{}: size of {}",
-            m.session_id,
-            f.path
-        );
-        assert_eq!(
-            sha256_hex(&bytes),
-            f.sha256,
-            "{}: sha256 of {}",
-            m.session_id,
-            f.path
-        );
-        assert!(listed.insert(f.path.clone()), "{} listed twice", f.path);
-    }
-    let mut on_disk = BTreeSet::new();
-    walk(dir, Path::new(""), &mut on_disk);
-    let mut expected = listed.clone();
-    expected.insert("manifest.json".to_string());
-    assert_eq!(
-        on_disk, expected,
-        "{}: files on disk vs. manifest",
-        m.session_id
-    );
-
-    assert!(listed.contains("transcript.log"));
-    assert!(listed.contains("events.jsonl"));
-    let entry = |path: &str| m.files.iter().find(|f| f.path == path);
-    for msg in &m.messages {
-        let f = entry(&msg.file).unwrap_or_else(|| panic!("{} not in files", msg.file));
-        assert_eq!((f.size, &f.sha256), (msg.size, &msg.sha256), "{}", msg.file);
-        for a in &msg.attachments {
-            assert_eq!(a.file, format!("attachments/{}", a.sha256));
-            let f = entry(&a.file).unwrap_or_else(|| panic!("{} not in files", a.file));
-            assert_eq!((f.size, &f.sha256), (a.size, &a.sha256), "{}", a.file);
-        }
-    }
-}
-
-/// Every non-directory entry under `dir`, as relative paths with `/`.
-fn walk(root: &Path, rel: &Path, out: &mut BTreeSet<String>) {
-    for entry in std::fs::read_dir(root.join(rel)).unwrap() {
-        let entry = entry.unwrap();
-        let rel_path = rel.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            walk(root, &rel_path, out);
-        } else {
-            out.insert(rel_path.to_string_lossy().replace('\\', "/"));
-        }
-    }
-}
-
 /// Waits for exactly `n` sealed sessions and self-checks each.
 fn sealed(h: &Honeypot, n: usize) -> Vec<(PathBuf, Manifest)> {
     let sessions = h.wait_sealed(n);
     assert_eq!(sessions.len(), n, "sealed sessions");
     for (dir, m) in &sessions {
-        check_session(dir, m);
+        support::check_session(dir, m);
     }
     assert!(
         std::fs::read_dir(h.spool.join(".incoming"))
@@ -169,74 +74,13 @@ fn eml(dir: &Path, msg: &MessageRecord) -> Vec<u8> {
     std::fs::read(dir.join(&msg.file)).unwrap()
 }
 
-/// The records of `transcript.log` (header checked and skipped).
-fn transcript(dir: &Path, m: &Manifest) -> Vec<latrine::spool::transcript::Record> {
-    let text = std::fs::read_to_string(dir.join("transcript.log")).unwrap();
-    let mut lines = text.lines();
-    assert_eq!(
-        lines.next().unwrap(),
-        format!(
-            "{} session={}",
-            latrine::spool::transcript::HEADER,
-            m.session_id
-        )
-    );
-    lines
-        .map(|l| {
-            latrine::spool::transcript::parse_record(l)
-                .unwrap_or_else(|| panic!("bad record {l:?}"))
-        })
-        .collect()
-}
-
 /// The unescaped bytes of the records in one direction, concatenated.
 fn direction(dir: &Path, m: &Manifest, which: char) -> Vec<u8> {
-    transcript(dir, m)
+    support::transcript_records(dir, m)
         .into_iter()
         .filter(|r| r.direction == which)
         .flat_map(|r| r.bytes)
         .collect()
-}
-
-/// The DATA bytes on the wire, rebuilt from a stored message as the spec
-/// says: a `.` before every line starting with `.` and before the lines at
-/// `undoubled_dots`, then the end marker.
-fn data_wire(eml: &[u8], undoubled_dots: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(eml.len() + 8);
-    let mut line_start = true;
-    for (i, &b) in eml.iter().enumerate() {
-        if line_start && (b == b'.' || undoubled_dots.contains(&(i as u64))) {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n' && i > 0 && eml[i - 1] == b'\r';
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
-/// Every byte the client sent, rebuilt from the transcript's `C` records and,
-/// where an `M message N end` note stands, the stored message N.
-fn client_wire(dir: &Path, m: &Manifest) -> Vec<u8> {
-    let mut out = Vec::new();
-    for r in transcript(dir, m) {
-        match r.direction {
-            'C' => out.extend_from_slice(&r.bytes),
-            'M' => {
-                let note = String::from_utf8(r.bytes).unwrap();
-                let words: Vec<&str> = note.split(' ').collect();
-                if words.len() >= 3 && words[0] == "message" && words[2] == "end" {
-                    let index: u32 = words[1].parse().unwrap();
-                    let msg = m.messages.iter().find(|x| x.index == index).unwrap();
-                    assert!(note.contains(&format!("sha256={}", msg.sha256)), "{note}");
-                    assert!(note.contains(&format!("size={} ", msg.size)), "{note}");
-                    out.extend_from_slice(&data_wire(&eml(dir, msg), &msg.undoubled_dots));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// What a [`Dialog`] reply looked like on the wire.
@@ -493,7 +337,7 @@ fn lettre_plain_text_is_stored_exactly_as_sent() {
         text.contains("\r\n.a line starting with a dot\r\n..and one with two\r\n.\r\nRegards\r\n")
     );
     // The wire bytes of the DATA phase can be rebuilt from the store.
-    let wire = client_wire(&dir, &m);
+    let wire = latrine::spool::transcript::client_wire_bytes(&dir, &m).unwrap();
     let mut stuffed = Vec::new();
     for line in message.formatted().split_inclusive(|&b| b == b'\n') {
         if line.starts_with(b".") {
@@ -892,7 +736,7 @@ fn pipelined_transaction_in_one_write_is_answered_in_order() {
         format!("{QUEUED}{}", msg.queue_id.as_deref().unwrap())
     );
     assert_eq!(
-        client_wire(&dir, &m),
+        latrine::spool::transcript::client_wire_bytes(&dir, &m).unwrap(),
         sent,
         "transcript + message = the bytes sent"
     );
@@ -1024,12 +868,15 @@ fn lf_dot_crlf_smuggling_does_not_end_the_message() {
         !String::from_utf8_lossy(&c).contains("bank.example"),
         "content is not in the C records"
     );
-    assert_eq!(client_wire(&dir, &m), {
-        let mut all = b"EHLO smuggler.example\r\nMAIL FROM:<outer@smuggler.example>\r\nRCPT TO:<victim@victim.example>\r\nDATA\r\n".to_vec();
-        all.extend_from_slice(content);
-        all.extend_from_slice(b".\r\nQUIT\r\n");
-        all
-    });
+    assert_eq!(
+        latrine::spool::transcript::client_wire_bytes(&dir, &m).unwrap(),
+        {
+            let mut all = b"EHLO smuggler.example\r\nMAIL FROM:<outer@smuggler.example>\r\nRCPT TO:<victim@victim.example>\r\nDATA\r\n".to_vec();
+            all.extend_from_slice(content);
+            all.extend_from_slice(b".\r\nQUIT\r\n");
+            all
+        }
+    );
 }
 
 #[test]
@@ -1057,7 +904,7 @@ fn smuggling_trickled_one_byte_per_write_is_still_caught() {
     assert!(msg.smuggling && msg.bare_lf);
     assert_eq!(msg.undoubled_dots, vec![46]);
     assert_eq!(
-        data_wire(&eml(&dir, msg), &msg.undoubled_dots)[..],
+        latrine::spool::transcript::data_wire_bytes(&eml(&dir, msg), &msg.undoubled_dots)[..],
         {
             let mut wire = content.to_vec();
             wire.extend_from_slice(b".\r\n");
@@ -1095,7 +942,9 @@ fn dot_line_with_a_bare_ending_can_be_rebuilt_from_the_spool() {
     let rebuilt: Vec<Vec<u8>> = m
         .messages
         .iter()
-        .map(|msg| data_wire(&eml(&dir, msg), &msg.undoubled_dots))
+        .map(|msg| {
+            latrine::spool::transcript::data_wire_bytes(&eml(&dir, msg), &msg.undoubled_dots)
+        })
         .collect();
     let mut wrong = Vec::new();
     for (i, wire) in wires.iter().enumerate() {
@@ -1175,7 +1024,7 @@ fn oversized_message_is_truncated_and_the_session_goes_on() {
     assert!(small.accepted && !small.truncated);
     assert_eq!(eml(&dir, small), b"Subject: small\r\n\r\nfits\r\n");
     // The end note says how much came and how much was kept.
-    let notes: Vec<String> = transcript(&dir, &m)
+    let notes: Vec<String> = support::transcript_records(&dir, &m)
         .into_iter()
         .filter(|r| r.direction == 'M')
         .map(|r| String::from_utf8(r.bytes).unwrap())
@@ -1313,7 +1162,7 @@ fn unknown_command_empty_line_and_http_request() {
         direction(&dir, &m, 'C'),
         b"XYZZY plugh\r\n\r\nGET / HTTP/1.1\r\nHost: mx.example.com\r\nUser-Agent: scanner\r\n\r\n"
     );
-    let records = transcript(&dir, &m);
+    let records = support::transcript_records(&dir, &m);
     let note = records
         .iter()
         .position(|r| r.direction == 'M' && r.bytes == b"client bytes not processed:")
@@ -1563,11 +1412,17 @@ fn transcript_gives_back_every_command_byte_including_nul_and_8bit() {
         b"Subject: t\r\n\r\n.dotted\r\nundoubled\r\nend\r\n"
     );
     assert_eq!(msg.undoubled_dots, vec![23]);
-    assert_eq!(data_wire(&eml(&dir, msg), &msg.undoubled_dots), data);
+    assert_eq!(
+        latrine::spool::transcript::data_wire_bytes(&eml(&dir, msg), &msg.undoubled_dots),
+        data
+    );
     let mut everything = sent[..sent.len() - b"QUIT\r\n".len()].to_vec();
     everything.extend_from_slice(data);
     everything.extend_from_slice(b"QUIT\r\n");
-    assert_eq!(client_wire(&dir, &m), everything);
+    assert_eq!(
+        latrine::spool::transcript::client_wire_bytes(&dir, &m).unwrap(),
+        everything
+    );
 }
 
 // ===========================================================================
@@ -1767,7 +1622,7 @@ fn config_file_listener_sensor_and_spool_are_honoured() {
     };
     assert_eq!(sessions.len(), 1);
     let (session_dir, m) = &sessions[0];
-    check_session(session_dir, m);
+    support::check_session(session_dir, m);
     let rel = session_dir.strip_prefix(&spool).unwrap();
     assert_eq!(rel.iter().next().unwrap(), "from-file", "{}", rel.display());
     assert_eq!(m.sensor, "from-file");

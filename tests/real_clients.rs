@@ -630,7 +630,7 @@ impl Target {
         let sessions = self.h.wait_sealed(n);
         assert_eq!(sessions.len(), n, "sealed sessions");
         for (dir, m) in &sessions {
-            check_session(dir, m);
+            support::check_session(dir, m);
         }
         sessions
     }
@@ -1041,7 +1041,7 @@ fn assert_sent(case: &Case, body: Body, dir: &Path, m: &Manifest, sent: &Sent) {
     assert!(msg.parse_error.is_none(), "{id}: {:?}", msg.parse_error);
     // The whole client side of the dialog, when we have it.
     if let Some(wire) = sent.wire.last() {
-        let rebuilt = client_wire(dir, m);
+        let rebuilt = latrine::spool::transcript::client_wire_bytes(dir, m).unwrap();
         assert!(
             &rebuilt == wire,
             "{id}: transcript + message differ from what {} sent\n--- rebuilt ---\n{}\n--- sent ---\n{}",
@@ -1139,7 +1139,7 @@ fn assert_tls(case: &Case, dir: &Path, m: &Manifest) {
     if named {
         assert_eq!(tls.sni.as_deref(), Some(HOSTNAME), "{id}: {tls:?}");
     }
-    let note = transcript(dir, m)
+    let note = support::transcript_records(dir, m)
         .into_iter()
         .filter(|r| r.direction == 'M')
         .map(|r| String::from_utf8(r.bytes).unwrap())
@@ -1242,7 +1242,7 @@ fn accept_after_five(case: &Case) {
         let last = i == passwords.len() - 1;
         assert_auth(case, m, passwords[i], last);
         assert_eq!(
-            client_wire(dir, m),
+            latrine::spool::transcript::client_wire_bytes(dir, m).unwrap(),
             sent.wire[i],
             "{}: transcript vs. what smtplib sent",
             m.session_id
@@ -1308,7 +1308,7 @@ fn starttls_injection() {
         "{names:?}"
     );
     // In the transcript: a note, then the injected bytes as client bytes.
-    let records = transcript(&dir, &m);
+    let records = support::transcript_records(&dir, &m);
     let note = records
         .iter()
         .position(|r| r.direction == 'M' && r.bytes == b"plaintext after STARTTLS, not executed:")
@@ -1320,7 +1320,7 @@ fn starttls_injection() {
     expected
         .extend_from_slice(b"EHLO injector.example\r\nRCPT TO:<victim@example.net>\r\nQUIT\r\n");
     assert_eq!(
-        String::from_utf8_lossy(&client_wire(&dir, &m)),
+        String::from_utf8_lossy(&latrine::spool::transcript::client_wire_bytes(&dir, &m).unwrap()),
         String::from_utf8_lossy(&expected)
     );
 }
@@ -1344,7 +1344,7 @@ fn garbage_after_starttls() {
     assert_tls_failed(&dir, &m, "starttls", garbage);
     assert_eq!(m.server.listener, "smtp");
     assert_eq!(
-        client_wire(&dir, &m),
+        latrine::spool::transcript::client_wire_bytes(&dir, &m).unwrap(),
         b"EHLO garbage.example\r\nSTARTTLS\r\n"
     );
 }
@@ -1365,7 +1365,9 @@ fn plaintext_on_smtps() {
     assert_tls_failed(&dir, &m, "implicit", plaintext);
     assert_eq!(m.server.listener, "smtps");
     assert!(
-        transcript(&dir, &m).iter().all(|r| r.direction == 'M'),
+        support::transcript_records(&dir, &m)
+            .iter()
+            .all(|r| r.direction == 'M'),
         "nothing was said in SMTP"
     );
 }
@@ -1382,7 +1384,7 @@ fn assert_tls_failed(dir: &Path, m: &Manifest, mode: &str, client_bytes: &[u8]) 
     assert!(tls.ja3.is_none() && tls.ja4.is_none(), "{tls:?}");
     assert_eq!(tls.client_hello_bytes, client_bytes.len() as u64);
     assert!(m.messages.is_empty());
-    let note = transcript(dir, m)
+    let note = support::transcript_records(dir, m)
         .into_iter()
         .filter(|r| r.direction == 'M')
         .map(|r| String::from_utf8(r.bytes).unwrap())
@@ -1429,7 +1431,7 @@ fn client_hello_on_plain_port() {
         m.protocol_errors
     );
     assert_eq!(
-        client_wire(&dir, &m),
+        latrine::spool::transcript::client_wire_bytes(&dir, &m).unwrap(),
         hello,
         "every byte of the ClientHello is in the transcript"
     );
@@ -1633,128 +1635,4 @@ fn data_payload(wire: &[u8]) -> Vec<u8> {
         content.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
     }
     panic!("no end of data in what the client sent");
-}
-
-/// The spec's self-check of a sealed session: `files` lists every file but
-/// the manifest, with its size and sha256; messages and attachments are
-/// among them.
-fn check_session(dir: &Path, m: &Manifest) {
-    assert_eq!(m.schema, latrine::spool::SCHEMA);
-    assert_eq!(
-        dir.file_name().unwrap().to_string_lossy(),
-        m.session_id,
-        "directory named after the session"
-    );
-    let mut listed = BTreeSet::new();
-    for f in &m.files {
-        let bytes = std::fs::read(dir.join(&f.path))
-            .unwrap_or_else(|e| panic!("{}: {}: {e}", m.session_id, f.path));
-        assert_eq!(
-            bytes.len() as u64,
-            f.size,
-            "{}: size of {}",
-            m.session_id,
-            f.path
-        );
-        assert_eq!(
-            sha256_hex(&bytes),
-            f.sha256,
-            "{}: sha256 of {}",
-            m.session_id,
-            f.path
-        );
-        listed.insert(f.path.clone());
-    }
-    let mut on_disk = BTreeSet::new();
-    for entry in walkdir::WalkDir::new(dir) {
-        let entry = entry.unwrap();
-        if entry.file_type().is_file() {
-            let rel = entry.path().strip_prefix(dir).unwrap();
-            on_disk.insert(rel.to_string_lossy().replace('\\', "/"));
-        }
-    }
-    listed.insert("manifest.json".into());
-    assert_eq!(
-        on_disk, listed,
-        "{}: files on disk vs. manifest",
-        m.session_id
-    );
-    for msg in &m.messages {
-        let f = m
-            .files
-            .iter()
-            .find(|f| f.path == msg.file)
-            .expect("message in files");
-        assert_eq!((f.size, &f.sha256), (msg.size, &msg.sha256));
-        for a in &msg.attachments {
-            assert_eq!(a.file, format!("attachments/{}", a.sha256));
-            assert!(
-                m.files.iter().any(|f| f.path == a.file),
-                "{} in files",
-                a.file
-            );
-        }
-    }
-}
-
-/// The records of `transcript.log` (header checked and skipped).
-fn transcript(dir: &Path, m: &Manifest) -> Vec<latrine::spool::transcript::Record> {
-    let text = std::fs::read_to_string(dir.join("transcript.log")).unwrap();
-    let mut lines = text.lines();
-    assert_eq!(
-        lines.next().unwrap(),
-        format!(
-            "{} session={}",
-            latrine::spool::transcript::HEADER,
-            m.session_id
-        )
-    );
-    lines
-        .map(|l| {
-            latrine::spool::transcript::parse_record(l)
-                .unwrap_or_else(|| panic!("bad record {l:?}"))
-        })
-        .collect()
-}
-
-/// The DATA bytes on the wire, rebuilt from a stored message as the spec
-/// says: a `.` before every line starting with `.` and before the lines at
-/// `undoubled_dots`, then the end marker.
-fn data_wire(eml: &[u8], undoubled_dots: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(eml.len() + 8);
-    let mut line_start = true;
-    for (i, &b) in eml.iter().enumerate() {
-        if line_start && (b == b'.' || undoubled_dots.contains(&(i as u64))) {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n' && i > 0 && eml[i - 1] == b'\r';
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
-/// Every byte the client sent outside TLS handshakes, rebuilt from the
-/// transcript's `C` records and, where an `M message N end` note stands, the
-/// stored message N.
-fn client_wire(dir: &Path, m: &Manifest) -> Vec<u8> {
-    let mut out = Vec::new();
-    for r in transcript(dir, m) {
-        match r.direction {
-            'C' => out.extend_from_slice(&r.bytes),
-            'M' => {
-                let note = String::from_utf8(r.bytes).unwrap();
-                let words: Vec<&str> = note.split(' ').collect();
-                if words.len() >= 3 && words[0] == "message" && words[2] == "end" {
-                    let index: u32 = words[1].parse().unwrap();
-                    let msg = m.messages.iter().find(|x| x.index == index).unwrap();
-                    assert!(note.contains(&format!("sha256={}", msg.sha256)), "{note}");
-                    let eml = std::fs::read(dir.join(&msg.file)).unwrap();
-                    out.extend_from_slice(&data_wire(&eml, &msg.undoubled_dots));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
 }

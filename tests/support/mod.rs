@@ -3,6 +3,7 @@
 //! analyst would.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -309,4 +310,123 @@ impl Honeypot {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    latrine::escape::hex(&Sha256::digest(bytes))
+}
+
+/// The self-check of the spool specification: every entry of `files` exists
+/// with that size and sha256, and nothing else exists but `manifest.json`.
+/// Also: the messages and attachments the manifest names are among `files`,
+/// with the same hashes, and the directory is named after the session.
+pub fn check_session(dir: &Path, m: &Manifest) {
+    assert_eq!(m.schema, latrine::spool::SCHEMA);
+    assert!(
+        m.started_at <= m.ended_at,
+        "{} > {}",
+        m.started_at,
+        m.ended_at
+    );
+    for msg in &m.messages {
+        assert!(m.started_at <= msg.received_at && msg.received_at <= m.ended_at);
+    }
+    assert_eq!(
+        dir.file_name().unwrap().to_string_lossy(),
+        m.session_id,
+        "directory named after the session"
+    );
+    let mut listed = BTreeSet::new();
+    for f in &m.files {
+        assert!(
+            !f.path.starts_with('/')
+                && !f
+                    .path
+                    .split('/')
+                    .any(|c| c.is_empty() || c == "." || c == ".."),
+            "{}: odd path in files: {:?}",
+            m.session_id,
+            f.path
+        );
+        assert_ne!(f.path, "manifest.json", "the manifest does not list itself");
+        let meta = std::fs::symlink_metadata(dir.join(&f.path))
+            .unwrap_or_else(|e| panic!("{}: listed file {} is missing: {e}", m.session_id, f.path));
+        assert!(
+            meta.file_type().is_file(),
+            "{} is not a regular file",
+            f.path
+        );
+        let bytes = std::fs::read(dir.join(&f.path)).unwrap();
+        assert_eq!(
+            bytes.len() as u64,
+            f.size,
+            "{}: size of {}",
+            m.session_id,
+            f.path
+        );
+        assert_eq!(
+            sha256_hex(&bytes),
+            f.sha256,
+            "{}: sha256 of {}",
+            m.session_id,
+            f.path
+        );
+        assert!(listed.insert(f.path.clone()), "{} listed twice", f.path);
+    }
+    let mut on_disk = BTreeSet::new();
+    walk_files(dir, Path::new(""), &mut on_disk);
+    let mut expected = listed.clone();
+    expected.insert("manifest.json".to_string());
+    assert_eq!(
+        on_disk, expected,
+        "{}: files on disk vs. manifest",
+        m.session_id
+    );
+
+    assert!(listed.contains("transcript.log"));
+    assert!(listed.contains("events.jsonl"));
+    let entry = |path: &str| m.files.iter().find(|f| f.path == path);
+    for msg in &m.messages {
+        let f = entry(&msg.file).unwrap_or_else(|| panic!("{} not in files", msg.file));
+        assert_eq!((f.size, &f.sha256), (msg.size, &msg.sha256), "{}", msg.file);
+        for a in &msg.attachments {
+            assert_eq!(a.file, format!("attachments/{}", a.sha256));
+            let f = entry(&a.file).unwrap_or_else(|| panic!("{} not in files", a.file));
+            assert_eq!((f.size, &f.sha256), (a.size, &a.sha256), "{}", a.file);
+        }
+    }
+}
+
+/// Every non-directory entry under `dir`, as relative paths with `/`.
+fn walk_files(root: &Path, rel: &Path, out: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(root.join(rel)).unwrap() {
+        let entry = entry.unwrap();
+        let rel_path = rel.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            walk_files(root, &rel_path, out);
+        } else {
+            out.insert(rel_path.to_string_lossy().replace('\\', "/"));
+        }
+    }
+}
+
+/// The records of `transcript.log` (header checked and skipped).
+pub fn transcript_records(dir: &Path, m: &Manifest) -> Vec<latrine::spool::transcript::Record> {
+    let text = std::fs::read_to_string(dir.join("transcript.log")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        format!(
+            "{} session={}",
+            latrine::spool::transcript::HEADER,
+            m.session_id
+        )
+    );
+    lines
+        .map(|l| {
+            latrine::spool::transcript::parse_record(l)
+                .unwrap_or_else(|| panic!("bad record {l:?}"))
+        })
+        .collect()
 }
