@@ -36,7 +36,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 /// Largest manifest read.
-const MAX_MANIFEST: u64 = 256 * 1024 * 1024;
+const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
 /// Directory levels inside a session (it has one: `messages/`, `attachments/`).
 const MAX_DEPTH: usize = 8;
 

@@ -21,7 +21,7 @@ use std::path::{Component, Path};
 
 /// Largest manifest read (a session lists at most 100 messages of at most
 /// 1000 attachments each).
-const MAX_MANIFEST: u64 = 256 * 1024 * 1024;
+const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
 
 /// Something wrong with a session or one of its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,35 +75,43 @@ pub struct LoadOptions<'a> {
 /// Opens `rel` under `dir` for reading without following any symbolic link,
 /// and only if it is a regular file.
 pub fn open_in(dir: &Path, rel: &str) -> Result<File, String> {
-    let rel_path = Path::new(rel);
-    let mut at = dir.to_path_buf();
-    let components: Vec<Component> = rel_path.components().collect();
+    let components: Vec<Component> = Path::new(rel).components().collect();
     if components.is_empty() || !components.iter().all(|c| matches!(c, Component::Normal(_))) {
         return Err(format!("{rel:?} is not a path inside the session"));
     }
-    for (i, component) in components.iter().enumerate() {
+    let link = |at: &Path| {
+        let target = std::fs::read_link(at)
+            .map(|t| t.display().to_string())
+            .unwrap_or_default();
+        format!("symbolic link to {target:?}, not followed")
+    };
+    // O_NOFOLLOW guards the last component only: check the directories.
+    let mut at = dir.to_path_buf();
+    for component in &components[..components.len() - 1] {
         at.push(component);
         let meta = std::fs::symlink_metadata(&at).map_err(|e| e.to_string())?;
         if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&at)
-                .map(|t| t.display().to_string())
-                .unwrap_or_default();
-            return Err(format!("symbolic link to {target:?}, not followed"));
+            return Err(link(&at));
         }
-        let last = i + 1 == components.len();
-        if !last && !meta.is_dir() {
+        if !meta.is_dir() {
             return Err("not a directory on the way".into());
         }
-        if last && !meta.is_file() {
-            return Err("not a regular file".into());
-        }
+    }
+    if let Some(last) = components.last() {
+        at.push(last);
     }
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&at)
-        .map_err(|e| e.to_string())?;
-    // The checks above and the open are not atomic; check what was opened.
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                link(&at)
+            } else {
+                e.to_string()
+            }
+        })?;
+    // A FIFO or device opens (O_NONBLOCK) but is never read.
     match file.metadata() {
         Ok(m) if m.is_file() => Ok(file),
         Ok(_) => Err("not a regular file".into()),

@@ -32,6 +32,7 @@ use clap::{Args, ValueEnum};
 use load::{Loaded, LoadedSession, Problem};
 use report::{Formats, Output};
 use std::io::IsTerminal;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ use walk::Found;
 pub enum Format {
     /// One CSV file per table (RFC 4180).
     Csv,
-    /// `report.json`: provenance, summary and every table.
+    /// report.json: provenance, summary and every table.
     Json,
     /// One NDJSON file per table, one object a line.
     Ndjson,
@@ -90,7 +91,7 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub no_geoip: bool,
 
-    /// TOML file with an [analyze] table: geoip_city, geoip_asn, geoip_dirs.
+    /// TOML file with an `[analyze]` table: geoip_city, geoip_asn, geoip_dirs.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -115,6 +116,9 @@ pub struct AnalyzeArgs {
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
+
+/// Sessions per job handed to a worker.
+const BATCH: usize = 16;
 
 /// What a worker hands back for one thing the walk found.
 enum Work {
@@ -222,9 +226,9 @@ fn progress_bar(quiet: bool) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} {pos} sessions, {msg} [{elapsed}, {per_sec}]",
-    ) {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {human_pos} sessions, {msg} [{elapsed}]")
+    {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(200));
@@ -275,7 +279,9 @@ fn analyze(
             Ok(Work::Loaded(Loaded::Session(s))) => {
                 bar.inc(1);
                 messages += s.messages.len() as u64;
-                bar.set_message(format!("{messages} messages"));
+                if !bar.is_hidden() {
+                    bar.set_message(format!("{messages} messages"));
+                }
                 session(&s, spool(s.dir.spool), output, aggregator, &mut per_spool)
             }
             Err((found, panic)) => {
@@ -296,26 +302,58 @@ fn analyze(
         }
     };
 
+    // Sessions travel in batches: one channel hand-off per batch rather
+    // than per session.
+    let new_parser = || parse::Guarded::new(timeout, Arc::clone(&runaway));
     pipeline::ordered(
         jobs,
-        (jobs * 64).max(64),
+        jobs * 8,
         |push| {
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut going = true;
             walk::walk(&args.spools, &mut |found| {
-                !stop.load(Ordering::Relaxed) && push(found)
-            })
-        },
-        || parse::Guarded::new(timeout, Arc::clone(&runaway)),
-        |parser, found| match found {
-            Found::Session(dir) => Work::Loaded(load::load(dir, &options, parser)),
-            Found::Problem(p) => Work::Walk(p.clone()),
-        },
-        |work| {
-            if failure.is_some() {
-                return;
+                batch.push(found);
+                if batch.len() == BATCH {
+                    going = !stop.load(Ordering::Relaxed) && push(std::mem::take(&mut batch));
+                }
+                going
+            });
+            if going && !batch.is_empty() {
+                push(batch);
             }
-            if let Err(e) = handle(work, &mut output, &mut aggregator) {
-                failure = Some(format!("writing the reports failed: {e}"));
-                stop.store(true, Ordering::Relaxed);
+        },
+        new_parser,
+        |parser, batch: &Vec<Found>| {
+            let mut results = Vec::with_capacity(batch.len());
+            for found in batch {
+                let work = || match found {
+                    Found::Session(dir) => Work::Loaded(load::load(dir, &options, parser)),
+                    Found::Problem(p) => Work::Walk(p.clone()),
+                };
+                results.push(match catch_unwind(AssertUnwindSafe(work)) {
+                    Ok(work) => Ok(work),
+                    Err(panic) => {
+                        // The parser may be half-way through: start afresh.
+                        *parser = new_parser();
+                        Err((found.clone(), pipeline::panic_message(panic.as_ref())))
+                    }
+                });
+            }
+            results
+        },
+        |outcome| {
+            let results = match outcome {
+                Ok(results) => results,
+                Err((batch, panic)) => batch.into_iter().map(|f| Err((f, panic.clone()))).collect(),
+            };
+            for work in results {
+                if failure.is_some() {
+                    return;
+                }
+                if let Err(e) = handle(work, &mut output, &mut aggregator) {
+                    failure = Some(format!("writing the reports failed: {e}"));
+                    stop.store(true, Ordering::Relaxed);
+                }
             }
         },
     );

@@ -35,6 +35,8 @@ use std::time::Duration;
 
 /// Parser threads left running past their timeout before parsing stops.
 pub const MAX_RUNAWAY: usize = 8;
+/// Stack of a companion thread.
+const PARSER_STACK: usize = 64 * 1024 * 1024;
 /// Name of the companion threads (the panic hook keeps them quiet).
 pub const THREAD_NAME: &str = "latrine-parse";
 
@@ -53,9 +55,16 @@ pub fn body_facts(eml: &[u8]) -> Result<BodyFacts, String> {
     let message = MessageParser::default()
         .parse(eml)
         .ok_or_else(|| "no message found (no header)".to_string())?;
-    let facts = facts_of(&message);
+    // Taken apart even if extraction panics: unwinding would drop it
+    // recursively.
+    let facts = catch_unwind(AssertUnwindSafe(|| facts_of(&message)));
     teardown(message);
-    Ok(facts)
+    facts.map_err(|panic| {
+        format!(
+            "extracting the body panicked: {}",
+            super::pipeline::panic_message(panic.as_ref())
+        )
+    })
 }
 
 /// How deep attached messages (`message/rfc822`) are searched for URLs.
@@ -85,22 +94,24 @@ fn facts_of(message: &Message<'_>) -> BodyFacts {
             let Some(part) = m.parts.get(id as usize) else {
                 continue;
             };
-            let as_text = match &part.body {
+            let wanted = depth == 0 && text_parts.contains(&id) && text.len() < campaign::MAX_TEXT;
+            if wanted && !text.is_empty() {
+                text.push('\n');
+            }
+            match &part.body {
                 PartType::Text(t) => {
                     urls::from_text(t, &mut found);
-                    t.to_string()
+                    if wanted {
+                        text.push_str(t);
+                    }
                 }
                 PartType::Html(h) => {
-                    urls::from_html(h, &mut found);
-                    urls::text_of_html(h)
+                    let visible = urls::from_html(h, &mut found);
+                    if wanted {
+                        text.push_str(&visible);
+                    }
                 }
-                _ => continue,
-            };
-            if depth == 0 && text_parts.contains(&id) && text.len() < campaign::MAX_TEXT {
-                if !text.is_empty() {
-                    text.push('\n');
-                }
-                text.push_str(&as_text);
+                _ => {}
             }
         }
         if depth + 1 < MAX_DEPTH {
@@ -173,6 +184,9 @@ impl Guarded {
             let runaway = Arc::clone(&self.runaway);
             std::thread::Builder::new()
                 .name(THREAD_NAME.into())
+                // Room for whatever mail-parser drops recursively while
+                // unwinding from a panic (address space, not memory).
+                .stack_size(PARSER_STACK)
                 .spawn(move || {
                     for eml in job_rx {
                         let result = catch_unwind(AssertUnwindSafe(|| body_facts(&eml)))

@@ -763,5 +763,17 @@ mod tests {
             reason: String::new(),
         };
         assert_eq!(names(problem_row("", "", None, &p)), columns("errors"));
+        let session = LoadedSession {
+            dir: super::super::walk::SessionDir {
+                spool: 0,
+                dir: "s".into(),
+                rel: "s".into(),
+            },
+            manifest: crate::spool::ManifestBuilder::new("id", "sensor").finish(),
+            messages: vec![],
+            client: Default::default(),
+            problems: vec![],
+        };
+        assert_eq!(names(session_row("", &session)), columns("sessions"));
     }
 }

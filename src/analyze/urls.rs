@@ -148,8 +148,9 @@ pub fn host(url: &str) -> Option<String> {
 /// Attributes whose value a browser loads or follows.
 const URL_ATTRIBUTES: &[&str] = &["href", "src", "action", "formaction", "background"];
 
-/// URLs in HTML: link attributes and the text.
-pub fn from_html(html: &str, out: &mut Urls) {
+/// URLs in HTML: link attributes and the text. Returns the text
+/// ([`text_of_html`]).
+pub fn from_html(html: &str, out: &mut Urls) -> String {
     let bytes = html.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -201,7 +202,9 @@ pub fn from_html(html: &str, out: &mut Urls) {
         }
         i = end.max(i + 1);
     }
-    from_text(&text_of_html(html), out);
+    let text = text_of_html(html);
+    from_text(&text, out);
+    text
 }
 
 /// HTML without tags and comments, entities decoded; block tags become line
@@ -363,6 +366,7 @@ mod tests {
         let _ = text(&big);
         let _ = html(&"<a href=".repeat(200_000));
         let _ = html(&"&#".repeat(200_000));
+        let _ = html(&"<!--".repeat(200_000));
         let _ = html("<!--");
         let _ = html("href=\"");
         assert!(start.elapsed() < std::time::Duration::from_secs(5));

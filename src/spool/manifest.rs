@@ -365,9 +365,15 @@ impl Manifest {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
         let schema = value.get("schema").and_then(|s| s.as_str()).unwrap_or("");
-        if schema.split('/').next() != SCHEMA.split('/').next()
-            || !schema.starts_with("latrine.session/1")
-        {
+        // The same major version: `SCHEMA` itself, or a minor one (`/1.2`).
+        let same_major = schema == SCHEMA
+            || schema
+                .strip_prefix(SCHEMA)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|minor| {
+                    !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit())
+                });
+        if !same_major {
             return Err(format!(
                 "unsupported schema {schema:?}, expected {SCHEMA:?}"
             ));
