@@ -10,7 +10,7 @@
 //!   recursion, but dropping the result recurses once per level: a 2 MB
 //!   message nested 60,000 deep overflows a thread's stack, which aborts the
 //!   process (there is no catching that). The parsed message is therefore
-//!   taken apart iteratively ([`teardown`]), and attached messages are
+//!   taken apart iteratively ([`crate::spool::attachments::teardown`]), and attached messages are
 //!   searched for URLs with a heap stack, at most [`MAX_DEPTH`] deep.
 //! - **Panics** are caught (`catch_unwind`) and reported for that message.
 //! - **Time.** mail-parser cannot be interrupted, and its run time on a
@@ -23,6 +23,7 @@
 //!   messages are parsed, so a spool of poison cannot eat every core. They
 //!   die with the process when the run ends.
 
+use crate::spool::attachments::teardown;
 use super::campaign::{self, Campaign};
 use super::urls::{self, Urls};
 use mail_parser::{Message, MessageParser, PartType};
@@ -136,18 +137,6 @@ fn facts_of(message: &Message<'_>) -> BodyFacts {
     }
 }
 
-/// Drops a parsed message without recursion: nested messages are moved
-/// onto a heap stack and emptied one at a time.
-pub fn teardown(message: Message<'_>) {
-    let mut stack = vec![message];
-    while let Some(mut message) = stack.pop() {
-        for part in message.parts.drain(..) {
-            if let PartType::Message(inner) = part.body {
-                stack.push(inner);
-            }
-        }
-    }
-}
 
 /// A companion thread that parses, one message at a time.
 struct Companion {

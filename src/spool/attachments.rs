@@ -8,7 +8,7 @@
 use super::manifest::Headers;
 use mail_parser::decoders::base64::base64_decode;
 use mail_parser::decoders::quoted_printable::quoted_printable_decode;
-use mail_parser::{Address, Encoding, Message, MessageParser, MessagePart, MimeHeaders};
+use mail_parser::{Address, Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// `message/rfc822` nesting followed when looking for attachments.
@@ -48,9 +48,26 @@ pub fn extract(eml: &[u8]) -> Result<Parsed, String> {
             ..Parsed::default()
         };
         collect(&message, 0, &mut parsed);
+        teardown(message);
         Ok(parsed)
     }))
     .unwrap_or_else(|_| Err("the MIME parser panicked on this message".into()))
+}
+
+/// Drops a parsed message without recursion. mail-parser's own drop recurses
+/// once per nested `message/rfc822`, and a hostile message nests tens of
+/// thousands deep within the size limit: enough to overflow a thread's stack
+/// and abort the whole listener. Nested messages are moved onto a heap stack
+/// and emptied one at a time instead.
+pub fn teardown(message: Message<'_>) {
+    let mut stack = vec![message];
+    while let Some(mut message) = stack.pop() {
+        for part in message.parts.drain(..) {
+            if let PartType::Message(inner) = part.body {
+                stack.push(inner);
+            }
+        }
+    }
 }
 
 fn collect(message: &Message<'_>, depth: u32, parsed: &mut Parsed) {
@@ -213,6 +230,23 @@ Content-Transfer-Encoding: quoted-printable\r\n\r\nFr=F6sche\r\n--B--\r\n";
             contents.iter().any(|c| c.starts_with(b"Fr\xf6sche")),
             "{contents:?}"
         );
+    }
+
+    /// 50,000 nested `message/rfc822` parts (1.6 MB, under the size limit)
+    /// overflowed the stack when mail-parser's message was dropped. Run on a
+    /// thread with a tokio worker's 2 MiB stack.
+    #[test]
+    fn deep_rfc822_nesting_does_not_overflow_the_stack() {
+        let mut eml = Vec::new();
+        for _ in 0..50_000 {
+            eml.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+        }
+        eml.extend_from_slice(b"Subject: bottom\r\n\r\nhi\r\n");
+        let worker = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || extract(&eml).map(|p| p.attachments.len()))
+            .unwrap();
+        assert!(worker.join().is_ok(), "the extraction thread died");
     }
 
     #[test]
