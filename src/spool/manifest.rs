@@ -362,9 +362,16 @@ impl Manifest {
     /// Reads and checks a manifest. The error says what is wrong, for the
     /// reports of `verify` and `analyze`.
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
-        let value: serde_json::Value =
+        /// The schema alone, read first so that another version gets a clear
+        /// error rather than a field mismatch.
+        #[derive(Deserialize)]
+        struct Schema<'a> {
+            #[serde(borrow, default)]
+            schema: Option<std::borrow::Cow<'a, str>>,
+        }
+        let schema: Schema<'_> =
             serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-        let schema = value.get("schema").and_then(|s| s.as_str()).unwrap_or("");
+        let schema = schema.schema.unwrap_or_default();
         // The same major version: `SCHEMA` itself, or a minor one (`/1.2`).
         let same_major = schema == SCHEMA
             || schema
@@ -378,7 +385,7 @@ impl Manifest {
                 "unsupported schema {schema:?}, expected {SCHEMA:?}"
             ));
         }
-        serde_json::from_value(value)
+        serde_json::from_slice(bytes)
             .map_err(|e| format!("does not match the manifest format: {e}"))
     }
 
