@@ -160,11 +160,17 @@ pub fn smtp_session(data: &[u8]) {
     if split.len() > 1 && !knobs.toggle_storage_full {
         let whole = drive(&knobs, &[dialog]);
         let cut = |r: &[String]| -> usize {
-            r.iter().position(|e| e.starts_with("reply ") && e.contains(" StartTls close=")).map_or(r.len(), |i| i + 1)
+            r.iter()
+                .position(|e| e.starts_with("reply ") && e.contains(" StartTls close="))
+                .map_or(r.len(), |i| i + 1)
         };
         let (a, b) = (&chunked[..cut(&chunked)], &whole[..cut(&whole)]);
         if a != b {
-            let i = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+            let i = a
+                .iter()
+                .zip(b)
+                .position(|(x, y)| x != y)
+                .unwrap_or(a.len().min(b.len()));
             panic!(
                 "the dialog depends on how it was cut: after {i} equal events,\n  in chunks: {:?}\n  in one piece: {:?}",
                 a.get(i),
@@ -183,7 +189,10 @@ fn drive(knobs: &SessionKnobs, split: &[&[u8]]) -> Vec<String> {
     let policy = Arc::new(knobs.policy.clone());
     let max_size = policy.max_message_size;
     let mut session = Session::new(policy.clone());
-    session.set_entropy(u64::from(knobs.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15), 1_700_000_000);
+    session.set_entropy(
+        u64::from(knobs.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        1_700_000_000,
+    );
     check_reply(&session.greeting());
     assert_eq!(session.tls_active(), policy.implicit_tls);
 
@@ -221,7 +230,11 @@ fn drive(knobs: &SessionKnobs, split: &[&[u8]]) -> Vec<String> {
                 step.consumed
             );
             if closed {
-                assert_eq!(step.action, latrine::smtp::Action::NeedMore, "closed session acted");
+                assert_eq!(
+                    step.action,
+                    latrine::smtp::Action::NeedMore,
+                    "closed session acted"
+                );
                 assert_eq!(step.consumed, 0);
                 assert!(session.is_closed(), "closed session reopened");
                 break;
@@ -230,14 +243,22 @@ fn drive(knobs: &SessionKnobs, split: &[&[u8]]) -> Vec<String> {
             pos += step.consumed;
             if step.consumed == 0 && step.action != Action::NeedMore {
                 idle += 1;
-                assert!(idle <= 4, "{idle} steps in a row consumed nothing: {:?}", step.action);
+                assert!(
+                    idle <= 4,
+                    "{idle} steps in a row consumed nothing: {:?}",
+                    step.action
+                );
             } else {
                 idle = 0;
             }
             let _ = session.reply_delay();
             let _ = session.partial_summary();
             if !matches!(step.action, Action::Content | Action::MessageEnd(_)) {
-                assert!(content.is_empty(), "content outside a message: {:?}", step.action);
+                assert!(
+                    content.is_empty(),
+                    "content outside a message: {:?}",
+                    step.action
+                );
             }
             match step.action {
                 Action::NeedMore => {
@@ -258,7 +279,10 @@ fn drive(knobs: &SessionKnobs, split: &[&[u8]]) -> Vec<String> {
                     *stored += content.len() as u64;
                     *seen += step.consumed as u64;
                     assert!(*stored <= max_size, "stored {stored} > limit {max_size}");
-                    assert!(*stored <= *seen, "more content ({stored}) than bytes ({seen})");
+                    assert!(
+                        *stored <= *seen,
+                        "more content ({stored}) than bytes ({seen})"
+                    );
                 }
                 Action::Skipped => {
                     assert!(step.consumed > 0, "Skipped nothing");
@@ -285,7 +309,10 @@ fn drive(knobs: &SessionKnobs, split: &[&[u8]]) -> Vec<String> {
                     close,
                 } => {
                     check_reply(&reply);
-                    record.push(format!("reply {:?} {effect:?} close={close}", reply.to_bytes().escape_ascii().to_string()));
+                    record.push(format!(
+                        "reply {:?} {effect:?} close={close}",
+                        reply.to_bytes().escape_ascii().to_string()
+                    ));
                     if close {
                         assert!(session.is_closed(), "close without closing");
                         closed = true;
@@ -308,7 +335,11 @@ fn drive(knobs: &SessionKnobs, split: &[&[u8]]) -> Vec<String> {
                         Effect::Error | Effect::Limit(_) => {
                             // Postfix's "221 2.7.0 Error: I can break rules,
                             // too" to an HTTP request is an error that closes.
-                            assert!(reply.code() >= 400 || close, "error effect with {}", reply.code());
+                            assert!(
+                                reply.code() >= 400 || close,
+                                "error effect with {}",
+                                reply.code()
+                            );
                         }
                         _ => {}
                     }
@@ -338,7 +369,10 @@ fn drive(knobs: &SessionKnobs, split: &[&[u8]]) -> Vec<String> {
                     let accepted = accept && attempt.end == AuthEnd::Complete;
                     let reply = session.auth_outcome(&attempt, accepted);
                     check_reply(&reply);
-                    record.push(format!("auth {attempt:?} -> {:?}", reply.to_bytes().escape_ascii().to_string()));
+                    record.push(format!(
+                        "auth {attempt:?} -> {:?}",
+                        reply.to_bytes().escape_ascii().to_string()
+                    ));
                     if accepted {
                         assert_eq!(reply.code(), 235);
                     } else {
@@ -352,13 +386,19 @@ fn drive(knobs: &SessionKnobs, split: &[&[u8]]) -> Vec<String> {
                     seen += step.consumed as u64;
                     message_content.extend_from_slice(&content);
                     assert_eq!(message_content.len() as u64, stored);
-                    assert_eq!(end.chunked, chunked, "message opened one way, ended another");
+                    assert_eq!(
+                        end.chunked, chunked,
+                        "message opened one way, ended another"
+                    );
                     assert_eq!(end.summary.stored, stored, "summary vs content given");
                     assert!(stored <= max_size, "stored {stored} > limit {max_size}");
                     assert!(end.summary.size >= end.summary.stored);
                     assert_eq!(end.summary.over_limit, end.summary.size > max_size);
                     if !chunked {
-                        assert!(stored <= seen, "more content ({stored}) than bytes ({seen})");
+                        assert!(
+                            stored <= seen,
+                            "more content ({stored}) than bytes ({seen})"
+                        );
                     }
                     let rcpts = end.envelope.rcpt_to.len();
                     assert!(
@@ -444,7 +484,11 @@ pub fn check_attachments(
         .into_iter()
         .flatten()
     {
-        assert!(value.chars().count() <= 2048, "header not clipped: {} chars", value.chars().count());
+        assert!(
+            value.chars().count() <= 2048,
+            "header not clipped: {} chars",
+            value.chars().count()
+        );
     }
     Ok(())
 }
@@ -467,8 +511,12 @@ pub fn manifest(data: &[u8]) {
     }
     let json = manifest.to_json();
     assert!(json.len() > 1, "to_json gave nothing");
-    let again = Manifest::from_json(&json)
-        .unwrap_or_else(|e| panic!("re-serialised manifest refused: {e}\n{}", String::from_utf8_lossy(&json)));
+    let again = Manifest::from_json(&json).unwrap_or_else(|e| {
+        panic!(
+            "re-serialised manifest refused: {e}\n{}",
+            String::from_utf8_lossy(&json)
+        )
+    });
     assert_eq!(again, manifest, "manifest changed in a round trip");
     assert_eq!(again.to_json(), json, "to_json is not stable");
 }
@@ -481,10 +529,18 @@ pub fn escape_roundtrip(data: &[u8]) {
         ascii.bytes().all(|b| (0x20..0x7f).contains(&b)),
         "escape_ascii output not printable ASCII: {ascii:?}"
     );
-    assert_eq!(unescape(&ascii).as_deref(), Ok(data), "escape_ascii round trip");
+    assert_eq!(
+        unescape(&ascii).as_deref(),
+        Ok(data),
+        "escape_ascii round trip"
+    );
 
     let text = escape_text(data);
-    assert_eq!(unescape(&text).as_deref(), Ok(data), "escape_text round trip");
+    assert_eq!(
+        unescape(&text).as_deref(),
+        Ok(data),
+        "escape_text round trip"
+    );
     assert!(
         !text.chars().any(|c| c.is_control()
             || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')),
@@ -499,7 +555,11 @@ pub fn escape_roundtrip(data: &[u8]) {
     // Transcript records, exactly as `TranscriptWriter::record` writes them,
     // client bytes cut after each LF; the file is read back with `lines()`.
     let (secs, micros, dir) = match data {
-        [a, b, c, ..] => (u64::from(*a) * 977, u32::from(*b) * 3911 % 1_000_000, ['C', 'S', 'M'][usize::from(*c % 3)]),
+        [a, b, c, ..] => (
+            u64::from(*a) * 977,
+            u32::from(*b) * 3911 % 1_000_000,
+            ['C', 'S', 'M'][usize::from(*c % 3)],
+        ),
         _ => (0, 0, 'C'),
     };
     let mut file = String::new();
@@ -513,7 +573,9 @@ pub fn escape_roundtrip(data: &[u8]) {
     let parsed: Vec<_> = file.lines().map(parse_record).collect();
     assert_eq!(parsed.len(), records.len(), "record count: {file:?}");
     for (got, want) in parsed.iter().zip(&records) {
-        let got = got.as_ref().expect("a record the writer made does not parse");
+        let got = got
+            .as_ref()
+            .expect("a record the writer made does not parse");
         assert_eq!(got.offset, format!("{secs}.{micros:06}"));
         assert_eq!(got.direction, dir);
         assert_eq!(&got.bytes[..], *want);
@@ -526,16 +588,29 @@ pub fn client_hello(data: &[u8]) {
         return;
     };
     let ja3 = hello.ja3();
-    assert!(ja3.len() == 32 && ja3.bytes().all(|b| b.is_ascii_hexdigit()), "ja3 {ja3:?}");
+    assert!(
+        ja3.len() == 32 && ja3.bytes().all(|b| b.is_ascii_hexdigit()),
+        "ja3 {ja3:?}"
+    );
     let ja3_string = hello.ja3_string();
-    assert_eq!(ja3_string.matches(',').count(), 4, "ja3 string {ja3_string:?}");
+    assert_eq!(
+        ja3_string.matches(',').count(),
+        4,
+        "ja3 string {ja3_string:?}"
+    );
     let ja4 = hello.ja4();
     let parts: Vec<&str> = ja4.split('_').collect();
     assert_eq!(parts.len(), 3, "ja4 {ja4:?}");
     assert_eq!(parts[0].len(), 10, "ja4 {ja4:?}");
-    assert!(parts[0].is_ascii() && parts[0].starts_with('t'), "ja4 {ja4:?}");
+    assert!(
+        parts[0].is_ascii() && parts[0].starts_with('t'),
+        "ja4 {ja4:?}"
+    );
     for p in &parts[1..] {
-        assert!(p.len() == 12 && p.bytes().all(|b| b.is_ascii_hexdigit()), "ja4 {ja4:?}");
+        assert!(
+            p.len() == 12 && p.bytes().all(|b| b.is_ascii_hexdigit()),
+            "ja4 {ja4:?}"
+        );
     }
     if let Some(sni) = &hello.sni {
         assert_eq!(sni, &escape_text(&unescape(sni).expect("sni is escaped")));
