@@ -113,7 +113,12 @@ fn manifest_with_schema(schema: &str) -> String {
 fn manifest_of_another_major_version_is_refused() {
     let base = manifest_with_schema("latrine.session/1");
     latrine::spool::Manifest::from_json(base.as_bytes()).expect("schema 1 is accepted");
-    for schema in ["latrine.session/10", "latrine.session/1@", "latrine.session/1/2", "latrine.session/19.0"] {
+    for schema in [
+        "latrine.session/10",
+        "latrine.session/1@",
+        "latrine.session/1/2",
+        "latrine.session/19.0",
+    ] {
         let json = manifest_with_schema(schema);
         assert!(
             latrine::spool::Manifest::from_json(json.as_bytes()).is_err(),

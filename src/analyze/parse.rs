@@ -23,9 +23,9 @@
 //!   messages are parsed, so a spool of poison cannot eat every core. They
 //!   die with the process when the run ends.
 
-use crate::spool::attachments::teardown;
 use super::campaign::{self, Campaign};
 use super::urls::{self, Urls};
+use crate::spool::attachments::teardown;
 use mail_parser::{Message, MessageParser, PartType};
 use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -136,7 +136,6 @@ fn facts_of(message: &Message<'_>) -> BodyFacts {
         note,
     }
 }
-
 
 /// A companion thread that parses, one message at a time.
 struct Companion {
