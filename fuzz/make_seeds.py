@@ -22,7 +22,6 @@ listener writes (times, ids, hashes).
 import argparse
 import base64
 import glob
-import hashlib
 import json
 import os
 import re
@@ -227,7 +226,7 @@ def wait_port(port, timeout=10):
     raise RuntimeError("listener did not come up on %d" % port)
 
 
-def raw_session(port, data, read_until_close=True):
+def raw_session(port, data):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.recv(4096)
     s.sendall(data)
@@ -243,7 +242,8 @@ def listener_seeds(latrine):
     tmp = tempfile.mkdtemp(prefix="latrine-seeds-")
     spool = os.path.join(tmp, "spool")
     ports = {k: free_port() for k in ("smtp", "submission", "smtps")}
-    # Wait: a connection to a port just probed above must not be counted.
+    # The readiness probes below are sessions too (closed at once, or a
+    # failed TLS handshake on smtps): their manifests are kept as seeds.
     args = [
         latrine, "listen",
         "--listen", "127.0.0.1:%d" % ports["smtp"],
@@ -323,7 +323,6 @@ def listener_seeds(latrine):
     for i, path in enumerate(manifests):
         write("manifest", "listener-%02d.json" % i, open(path, "rb").read())
     # Transcript records: client and server bytes as recorded.
-    sys.path.insert(0, ROOT)
     n = 0
     for path in sorted(glob.glob(os.path.join(spool, "fuzzseed", "*", "*", "*", "*", "transcript.log"))):
         recs = [l.split(" ", 2)[2] for l in open(path).read().splitlines()[1:] if l.count(" ") >= 2]

@@ -11,6 +11,9 @@
 # `cargo +nightly fuzz run <target> <file>`), or if the nightly toolchain or
 # cargo-fuzz is missing. Full logs: fuzz/target/fuzz-logs/<target>.log.
 #
+# Known bugs already reported can be skipped so that a run goes past them:
+# LATRINE_FUZZ_KNOWN=schema (see fuzz/src/lib.rs, known_bug).
+#
 # Environment: FUZZ_ARGS adds libFuzzer options (e.g. FUZZ_ARGS=-seed=1);
 # FUZZ_BUILD_ARGS adds `cargo fuzz build` options (e.g. "-s none").
 set -euo pipefail
@@ -59,11 +62,16 @@ for t in "${targets[@]}"; do
     log="$logs/$t.log"
     echo "== $t: ${seconds}s from fuzz/seeds/$t (log: ${log#"$root"/})"
     status=0
+    dict=()
+    case $t in
+    smtp_session) dict=(-dict=smtp.dict) ;;
+    manifest) dict=(-dict=manifest.dict) ;;
+    esac
     # The first corpus directory receives new inputs; the seeds are read only.
     # shellcheck disable=SC2086
     cargo +nightly fuzz run ${FUZZ_BUILD_ARGS:-} "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 ${FUZZ_ARGS:-} >"$log" 2>&1 || status=$?
+        -print_final_stats=1 "${dict[@]}" ${FUZZ_ARGS:-} >"$log" 2>&1 || status=$?
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
     cov=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [^ ]+' || true)
     line="$t: executions ${execs:-?}, ${cov:-no coverage line}"

@@ -61,7 +61,10 @@ fn save_caught_panic(data: &[u8]) {
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join(format!("mime-panic-{:016x}", h.finish()));
     if !path.exists() {
-        eprintln!("caught panic inside extract: {message}\ninput saved to {}", path.display());
+        eprintln!(
+            "caught panic inside extract: {message}\ninput saved to {}",
+            path.display()
+        );
         let _ = std::fs::write(&path, data);
         let _ = std::fs::write(path.with_extension("txt"), message);
     }
