@@ -41,6 +41,10 @@ pub struct FileConfig {
     pub limits: FileLimits,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<FileListener>,
+    /// `[analyze]`, so that one file can serve both commands: read and
+    /// checked by `latrine analyze`, ignored here.
+    #[serde(default)]
+    pub analyze: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,6 +7,11 @@
 //! geoip_city = "/var/lib/GeoIP/GeoLite2-City.mmdb"   # or a Country database
 //! geoip_asn = "/var/lib/GeoIP/GeoLite2-ASN.mmdb"
 //! geoip_dirs = ["/var/lib/GeoIP"]                     # where to look otherwise
+//!
+//! [analyze.osint]                  # see super::osint::settings
+//! cache_dir = "/var/cache/latrine-osint"
+//! [analyze.osint.virustotal]
+//! key = "..."
 //! ```
 //!
 //! Relative paths are relative to the file's directory. Command-line options
@@ -27,6 +32,8 @@ pub struct AnalyzeConfig {
     pub geoip_city: Option<PathBuf>,
     pub geoip_asn: Option<PathBuf>,
     pub geoip_dirs: Option<Vec<PathBuf>>,
+    /// `[analyze.osint]`: network lookups.
+    pub osint: Option<super::osint::settings::OsintConfig>,
 }
 
 /// Reads the `[analyze]` table of `path`.
@@ -41,6 +48,10 @@ pub fn read(path: &Path) -> Result<AnalyzeConfig, String> {
         geoip_city: c.geoip_city.map(resolve),
         geoip_asn: c.geoip_asn.map(resolve),
         geoip_dirs: c.geoip_dirs.map(|d| d.into_iter().map(resolve).collect()),
+        osint: c.osint.map(|mut o| {
+            o.cache_dir = o.cache_dir.map(resolve);
+            o
+        }),
     })
 }
 
@@ -65,6 +76,25 @@ mod tests {
         assert_eq!(c.geoip_asn, Some(PathBuf::from("/abs/ASN.mmdb")));
         std::fs::write(&path, "[analyze]\ngeoip_cty = \"typo\"\n").unwrap();
         assert!(read(&path).unwrap_err().contains("geoip_cty"));
+        std::fs::write(
+            &path,
+            "[analyze.osint]\ncache_dir = \"c\"\n[analyze.osint.otx]\nkey = \"k\"\nper_minute = 10\n",
+        )
+        .unwrap();
+        let c = read(&path).unwrap();
+        let osint = c.osint.unwrap();
+        assert_eq!(osint.cache_dir, Some(dir.join("c")));
+        assert_eq!(osint.otx.unwrap().per_minute, Some(10));
+        std::fs::write(&path, "[analyze.osint.otx]\napi_key = \"k\"\n").unwrap();
+        assert!(read(&path).unwrap_err().contains("api_key"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_example_config_serves_both_commands() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/latrine.example.toml");
+        let c = read(&example).unwrap();
+        assert!(c.osint.is_some(), "the example documents [analyze.osint]");
+        crate::config::read_file(&example).unwrap();
     }
 }

@@ -5,10 +5,12 @@
 //! 2. [`load`]: read each manifest and message, hash the messages, parse
 //!    their bodies ([`parse`]: [`campaign`]s and [`urls`]) — on worker
 //!    threads, in parallel, since parsing is the heavy part;
-//! 3. [`enrich`]: facts from elsewhere: GeoIP and ASN ([`geo`]) today, OSINT
-//!    lookups later;
+//! 3. [`enrich`]: facts from elsewhere: GeoIP and ASN ([`geo`]), per
+//!    session on the workers;
 //! 4. [`aggregate`]: deduplicate and count, on the calling thread, in walk
-//!    order ([`pipeline`] puts the workers' results back in order);
+//!    order ([`pipeline`] puts the workers' results back in order), then
+//!    [`osint`]: VirusTotal, AbuseIPDB and OTX lookups of each distinct
+//!    attachment and client address, cached and rate-limited;
 //! 5. [`report`]: CSV, JSON and NDJSON files, and the [`summary`].
 //!
 //! Sessions stream through: memory grows with the number of distinct
@@ -21,6 +23,7 @@ pub mod config;
 pub mod enrich;
 pub mod geo;
 pub mod load;
+pub mod osint;
 pub mod parse;
 pub mod pipeline;
 pub mod report;
@@ -91,13 +94,26 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub no_geoip: bool,
 
-    /// TOML file with an `[analyze]` table: geoip_city, geoip_asn, geoip_dirs.
+    /// TOML file with an `[analyze]` table: geoip_city, geoip_asn,
+    /// geoip_dirs, and `[analyze.osint]` for VirusTotal, AbuseIPDB and OTX
+    /// (keys also from LATRINE_VT_KEY, LATRINE_ABUSEIPDB_KEY, LATRINE_OTX_KEY).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Use no network source (today every source is offline).
+    /// No network request at all: OSINT answers come from the cache only.
     #[arg(long)]
     pub offline: bool,
+
+    /// Ask the OSINT services again, ignoring cached answers (the new
+    /// answers replace them).
+    #[arg(long)]
+    pub refresh: bool,
+
+    /// Where OSINT answers are cached (never inside a spool). Default: the
+    /// config file's, else $XDG_CACHE_HOME/latrine/osint, else
+    /// ~/.cache/latrine/osint.
+    #[arg(long, value_name = "DIR")]
+    pub osint_cache: Option<PathBuf>,
 
     /// Worker threads reading and parsing sessions. Default: one per CPU.
     #[arg(long, short = 'j', value_name = "N")]
@@ -180,6 +196,22 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
     if let Err(e) = geo::add_sources(&geo_options, &mut enrichment) {
         return usage(e);
     }
+    let command_line = osint::settings::CommandLine {
+        cache_dir: args.osint_cache.clone(),
+        refresh: args.refresh,
+        offline: args.offline,
+    };
+    let osint = osint::settings::resolve(
+        &file.osint.clone().unwrap_or_default(),
+        &|name| std::env::var(name).ok(),
+        &command_line,
+        &args.spools,
+    )
+    .and_then(osint::Osint::new);
+    let osint = match osint {
+        Ok(o) => o,
+        Err(e) => return usage(e),
+    };
     let output = match Output::open(&args.out, formats) {
         Ok(o) => o,
         Err(e) => {
@@ -191,7 +223,7 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         }
     };
     quiet_parser_panics();
-    match analyze(&args, jobs, formats, &enrichment, output) {
+    match analyze(&args, jobs, formats, &enrichment, &osint, output) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("latrine analyze: {e}");
@@ -240,6 +272,7 @@ fn analyze(
     jobs: usize,
     formats: Formats,
     enrichment: &enrich::Enrichment,
+    osint: &osint::Osint,
     mut output: Output,
 ) -> Result<(), String> {
     let spool_names: Vec<String> = args
@@ -363,8 +396,19 @@ fn analyze(
     }
 
     let tables = aggregator.finish();
+    let indicators = osint::Indicators {
+        files: tables
+            .attachments
+            .iter()
+            .map(|a| a.sha256.clone())
+            .collect(),
+        ips: tables.clients.iter().map(|c| c.ip.clone()).collect(),
+    };
+    let progress =
+        osint::Progress::new(!args.quiet && std::io::stderr().is_terminal(), !args.quiet);
+    let findings = osint.run(&osint::clock::SystemClock, &indicators, &progress);
     output
-        .write_tables(&tables)
+        .write_tables(&tables, &findings)
         .map_err(|e| format!("writing the reports failed: {e}"))?;
     let errors = output.rows("errors");
     let summary = summary::Summary::new(&tables, errors, enrichment.gaps());
@@ -379,6 +423,7 @@ fn analyze(
         "max_parse_size": args.max_parse_size,
         "parse_timeout_s": args.parse_timeout,
         "enrichment": enrichment.sources(),
+        "osint": findings.provenance(),
     });
     let summary_json = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
     let head = [
@@ -393,7 +438,12 @@ fn analyze(
         let reports = format!("{} ({})", args.out.display(), formats.names().join(", "));
         let mut stdout = std::io::stdout().lock();
         // A closed pipe is no reason to fail a finished run.
-        let _ = summary.print(&mut stdout, enrichment.sources(), &reports);
+        let _ = summary.print(
+            &mut stdout,
+            enrichment.sources(),
+            &findings.summary_lines(),
+            &reports,
+        );
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ use super::aggregate::{
     Stats, Tables, UrlRow,
 };
 use super::load::{LoadedSession, Problem};
+use super::osint::{Facts, Findings, Kind, Lookup, Service};
 use super::walk::WalkProblem;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -112,6 +113,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ("recipients", RECIPIENT_COLUMNS),
     ("urls", URL_COLUMNS),
     ("domains", DOMAIN_COLUMNS),
+    ("lookups", LOOKUP_COLUMNS),
     ("errors", ERROR_COLUMNS),
 ];
 
@@ -166,7 +168,9 @@ const MESSAGE_COLUMNS: &[&str] = with_stats!("sha256", "size"; "recipients", "su
 const CAMPAIGN_COLUMNS: &[&str] =
     with_stats!("campaign"; "distinct_messages", "subject", "first_message", "sample");
 const ATTACHMENT_COLUMNS: &[&str] = with_stats!("sha256", "md5", "sha1", "size", "content_types",
-    "filenames"; "distinct_messages");
+    "filenames"; "distinct_messages", "vt_status", "vt_malicious", "vt_suspicious", "vt_undetected",
+    "vt_harmless", "vt_total", "vt_meaningful_name", "vt_type_description", "vt_first_submission",
+    "vt_threat_label", "vt_permalink", "otx_status", "otx_pulses", "otx_top_pulses");
 const CREDENTIAL_COLUMNS: &[&str] = with_stats!("username", "password", "mechanism"; "accepted");
 const RECIPIENT_COLUMNS: &[&str] = with_stats!("address", "domain";);
 const URL_COLUMNS: &[&str] = with_stats!("url", "domain"; "distinct_messages");
@@ -193,6 +197,29 @@ const CLIENT_COLUMNS: &[&str] = &[
     "time_zone",
     "asn",
     "as_org",
+    "abuseipdb_status",
+    "abuseipdb_score",
+    "abuseipdb_country",
+    "abuseipdb_usage_type",
+    "abuseipdb_isp",
+    "abuseipdb_domain",
+    "abuseipdb_reports",
+    "abuseipdb_reporters",
+    "abuseipdb_last_reported",
+    "abuseipdb_tor",
+    "otx_status",
+    "otx_pulses",
+    "otx_top_pulses",
+];
+const LOOKUP_COLUMNS: &[&str] = &[
+    "service",
+    "kind",
+    "indicator",
+    "status",
+    "http_status",
+    "queried_at",
+    "from_cache",
+    "requests",
 ];
 const ERROR_COLUMNS: &[&str] = &["spool", "path", "session_id", "file", "stage", "reason"];
 
@@ -321,7 +348,31 @@ fn campaign_row(r: &CampaignRow) -> Row {
     row
 }
 
-fn attachment_row(r: &AttachmentRow) -> Row {
+fn uint(v: Option<u64>) -> Cell {
+    v.map_or(Cell::Null, Cell::Uint)
+}
+
+/// The OTX columns of an attachment or a client.
+fn otx_cells(row: &mut Row, findings: &Findings, kind: Kind, indicator: &str) {
+    let status = findings.status(Service::Otx, kind, indicator);
+    let pulses = match findings
+        .get(Service::Otx, kind, indicator)
+        .and_then(Lookup::facts)
+    {
+        Some(Facts::Otx(p)) => Some(p),
+        _ => None,
+    };
+    row.extend([
+        ("otx_status", Cell::Str(status)),
+        ("otx_pulses", uint(pulses.map(|p| p.pulses))),
+        (
+            "otx_top_pulses",
+            pulses.map_or(Cell::Null, |p| Cell::List(p.top_pulses.clone())),
+        ),
+    ]);
+}
+
+fn attachment_row(r: &AttachmentRow, findings: &Findings) -> Row {
     let mut row = vec![
         ("sha256", Cell::Str(r.sha256.clone())),
         ("md5", Cell::Str(r.md5.clone())),
@@ -332,13 +383,40 @@ fn attachment_row(r: &AttachmentRow) -> Row {
     ];
     stats(&mut row, &r.stats);
     row.push(("distinct_messages", Cell::Uint(r.distinct_messages)));
+    let vt = match findings
+        .get(Service::VirusTotal, Kind::File, &r.sha256)
+        .and_then(Lookup::facts)
+    {
+        Some(Facts::VirusTotal(v)) => Some(v),
+        _ => None,
+    };
+    let count = |f: fn(&super::osint::virustotal::FileReport) -> u64| uint(vt.map(f));
+    let text =
+        |f: fn(&super::osint::virustotal::FileReport) -> Option<String>| Cell::opt(&vt.and_then(f));
+    row.extend([
+        (
+            "vt_status",
+            Cell::Str(findings.status(Service::VirusTotal, Kind::File, &r.sha256)),
+        ),
+        ("vt_malicious", count(|v| v.malicious)),
+        ("vt_suspicious", count(|v| v.suspicious)),
+        ("vt_undetected", count(|v| v.undetected)),
+        ("vt_harmless", count(|v| v.harmless)),
+        ("vt_total", count(|v| v.total)),
+        ("vt_meaningful_name", text(|v| v.meaningful_name.clone())),
+        ("vt_type_description", text(|v| v.type_description.clone())),
+        ("vt_first_submission", text(|v| v.first_submission.clone())),
+        ("vt_threat_label", text(|v| v.threat_label.clone())),
+        ("vt_permalink", text(|v| Some(v.permalink.clone()))),
+    ]);
+    otx_cells(&mut row, findings, Kind::File, &r.sha256);
     row
 }
 
-fn client_row(r: &ClientRow) -> Row {
+fn client_row(r: &ClientRow, findings: &Findings) -> Row {
     let f = &r.facts;
     let float = |v: Option<f64>| v.map_or(Cell::Null, Cell::Float);
-    vec![
+    let mut row = vec![
         ("ip", Cell::Str(r.ip.clone())),
         ("sessions", Cell::Uint(r.stats.count)),
         ("messages", Cell::Uint(r.messages)),
@@ -367,6 +445,45 @@ fn client_row(r: &ClientRow) -> Row {
             f.asn.map_or(Cell::Null, |a| Cell::Uint(u64::from(a))),
         ),
         ("as_org", Cell::opt(&f.as_org)),
+    ];
+    let abuse = match findings
+        .get(Service::AbuseIpdb, Kind::Ip, &r.ip)
+        .and_then(Lookup::facts)
+    {
+        Some(Facts::AbuseIpdb(c)) => Some(c),
+        _ => None,
+    };
+    let a = abuse.cloned().unwrap_or_default();
+    row.extend([
+        (
+            "abuseipdb_status",
+            Cell::Str(findings.status(Service::AbuseIpdb, Kind::Ip, &r.ip)),
+        ),
+        ("abuseipdb_score", uint(a.score)),
+        ("abuseipdb_country", Cell::opt(&a.country)),
+        ("abuseipdb_usage_type", Cell::opt(&a.usage_type)),
+        ("abuseipdb_isp", Cell::opt(&a.isp)),
+        ("abuseipdb_domain", Cell::opt(&a.domain)),
+        ("abuseipdb_reports", uint(a.reports)),
+        ("abuseipdb_reporters", uint(a.reporters)),
+        ("abuseipdb_last_reported", Cell::opt(&a.last_reported)),
+        ("abuseipdb_tor", a.tor.map_or(Cell::Null, Cell::Bool)),
+    ]);
+    otx_cells(&mut row, findings, Kind::Ip, &r.ip);
+    row
+}
+
+/// A `lookups` row: one indicator asked of one service.
+fn lookup_row(l: &Lookup) -> Row {
+    vec![
+        ("service", Cell::Str(l.service.name().into())),
+        ("kind", Cell::Str(l.kind.name().into())),
+        ("indicator", Cell::Str(l.indicator.clone())),
+        ("status", Cell::Str(l.status())),
+        ("http_status", uint(l.http_status.map(u64::from))),
+        ("queried_at", Cell::opt(&l.queried_at)),
+        ("from_cache", Cell::Bool(l.from_cache)),
+        ("requests", Cell::Uint(u64::from(l.requests))),
     ]
 }
 
@@ -549,8 +666,8 @@ impl Output {
         Ok(())
     }
 
-    /// Writes the aggregated tables.
-    pub fn write_tables(&mut self, t: &Tables) -> io::Result<()> {
+    /// Writes the aggregated tables, with the OSINT findings.
+    pub fn write_tables(&mut self, t: &Tables, findings: &Findings) -> io::Result<()> {
         for r in &t.messages {
             self.write("messages", &message_row(r))?;
         }
@@ -558,10 +675,10 @@ impl Output {
             self.write("campaigns", &campaign_row(r))?;
         }
         for r in &t.attachments {
-            self.write("attachments", &attachment_row(r))?;
+            self.write("attachments", &attachment_row(r, findings))?;
         }
         for r in &t.clients {
-            self.write("clients", &client_row(r))?;
+            self.write("clients", &client_row(r, findings))?;
         }
         for r in &t.credentials {
             self.write("credentials", &credential_row(r))?;
@@ -574,6 +691,9 @@ impl Output {
         }
         for r in &t.domains {
             self.write("domains", &domain_row(r))?;
+        }
+        for l in &findings.lookups {
+            self.write("lookups", &lookup_row(l))?;
         }
         Ok(())
     }
@@ -720,7 +840,8 @@ mod tests {
             stats: stats.clone(),
             distinct_messages: 0,
         };
-        assert_eq!(names(attachment_row(&a)), columns("attachments"));
+        let none = Findings::default();
+        assert_eq!(names(attachment_row(&a, &none)), columns("attachments"));
         let cl = ClientRow {
             ip: String::new(),
             stats: stats.clone(),
@@ -729,7 +850,18 @@ mod tests {
             auth_attempts: 0,
             facts: Default::default(),
         };
-        assert_eq!(names(client_row(&cl)), columns("clients"));
+        assert_eq!(names(client_row(&cl, &none)), columns("clients"));
+        let l = Lookup {
+            service: Service::Otx,
+            kind: Kind::Ip,
+            indicator: String::new(),
+            outcome: super::super::osint::Outcome::NotFound,
+            http_status: Some(404),
+            queried_at: None,
+            from_cache: false,
+            requests: 1,
+        };
+        assert_eq!(names(lookup_row(&l)), columns("lookups"));
         let cr = CredentialRow {
             username: String::new(),
             password: String::new(),

@@ -201,6 +201,7 @@ impl Summary {
         &self,
         out: &mut dyn Write,
         sources: &[SourceInfo],
+        osint: &[String],
         reports: &str,
     ) -> io::Result<()> {
         let t = &self.totals;
@@ -246,6 +247,9 @@ impl Summary {
                 )?,
                 _ => writeln!(out, "{}: {}: {}", s.name, s.status, s.note)?,
             }
+        }
+        for line in osint {
+            writeln!(out, "{line}")?;
         }
         if t.duplicate_sessions > 0 {
             writeln!(
