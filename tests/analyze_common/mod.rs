@@ -95,10 +95,39 @@ impl Writer {
     }
 }
 
+/// Variables that turn on OSINT lookups (and proxies that would carry
+/// them): never inherited by a test's run, so that a developer's own keys
+/// cannot send a test's indicators to the real services.
+pub const OSINT_ENV: &[&str] = &[
+    "LATRINE_VT_KEY",
+    "LATRINE_ABUSEIPDB_KEY",
+    "LATRINE_OTX_KEY",
+    "LATRINE_VT_URL",
+    "LATRINE_ABUSEIPDB_URL",
+    "LATRINE_OTX_URL",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+];
+
 /// Runs `latrine` with `args`; fails the test past `limit`.
 pub fn latrine_within(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latrine"))
+    latrine_with_env(args, &[], limit)
+}
+
+/// Runs `latrine` with `args` and the variables `env` (after removing
+/// [`OSINT_ENV`]); fails the test past `limit`.
+pub fn latrine_with_env(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latrine"));
+    for name in OSINT_ENV {
+        command.env_remove(name);
+    }
+    let mut child = command
         .args(args)
+        .envs(env.iter().copied())
         .env("SOURCE_DATE_EPOCH", "1800000000")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())

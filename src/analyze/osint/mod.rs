@@ -708,11 +708,9 @@ impl Osint {
         let limiter = RateLimiter::new(s.service.name(), s.limits, &self.ledger);
         let now = clock.now();
         let mut line = format!("{}: {n} lookups to make", s.service.name());
-        if let Some(m) = s.limits.per_minute {
-            line.push_str(&format!(
-                ", {m} a minute: about {} of waiting",
-                human(limiter.estimate(now, n))
-            ));
+        let wait = limiter.estimate(now, n);
+        if let (Some(m), false) = (s.limits.per_minute, wait.is_zero()) {
+            line.push_str(&format!(", {m} a minute: about {} of waiting", human(wait)));
         }
         if let Some(left) = limiter.remaining_today(now) {
             line.push_str(&format!("; {left} left today"));
