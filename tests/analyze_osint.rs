@@ -22,9 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-const VT_KEY: &str = "vt-7f3c9a1e-secret-key-0001";
-const ABUSE_KEY: &str = "abuseipdb-b7d2-secret-key-0002";
-const OTX_KEY: &str = "otx-4e5f-secret-key-0003";
+// Keys whose every 6-character piece is unlike anything else in the output,
+// so that a key cut in pieces (a hex dump of 16 bytes a row) is found too.
+const VT_KEY: &str = "vtQ7xZ2kP9mW4rT8sY1uN6";
+const ABUSE_KEY: &str = "abQ3jH8vL5cX2nB7fD9gK4";
+const OTX_KEY: &str = "otQ5wE1rT7yU3iO9pA2sD6";
 const KEYS: [&str; 3] = [VT_KEY, ABUSE_KEY, OTX_KEY];
 
 // ---------------------------------------------------------------------------
@@ -261,7 +263,13 @@ fn assert_no_key(run: &std::process::Output, dirs: &[&Path]) {
     for (name, bytes) in &texts {
         let text = String::from_utf8_lossy(bytes);
         for key in KEYS {
-            assert!(!text.contains(key), "a key in {name}:\n{text}");
+            for piece in key.as_bytes().windows(6) {
+                let piece = std::str::from_utf8(piece).unwrap();
+                assert!(
+                    !text.contains(piece),
+                    "{piece:?} of a key in {name}:\n{text}"
+                );
+            }
         }
     }
 }
@@ -851,6 +859,8 @@ fn failures_are_recorded_and_the_run_goes_on() {
         ("LATRINE_OTX_KEY", OTX_KEY),
         ("LATRINE_OTX_URL", otx.url.as_str()),
         ("XDG_CACHE_HOME", xdg.to_str().unwrap()),
+        // Whatever the libraries log, keys included if they did.
+        ("RUST_LOG", "trace"),
     ];
     let out = dir.path().join("out");
     let args = [
@@ -862,6 +872,11 @@ fn failures_are_recorded_and_the_run_goes_on() {
         config.to_str().unwrap(),
     ];
     let first = ok(run(&args, &env));
+    let log = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        log.contains("GET http://127.0.0.1:"),
+        "no trace from the HTTP client:\n{log}"
+    );
 
     let lookups: BTreeMap<(String, String), Value> = report(&out)["lookups"]
         .as_array()

@@ -127,9 +127,9 @@ pub fn latrine_with_env(args: &[&str], env: &[(&str, &str)], limit: Duration) ->
     }
     let mut child = command
         .args(args)
-        .envs(env.iter().copied())
         .env("SOURCE_DATE_EPOCH", "1800000000")
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
