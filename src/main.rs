@@ -45,8 +45,8 @@ fn init_logging(level: &str) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("latrine={level}")));
     // ureq-proto traces every byte sent and received, API key headers
-    // included: never, whatever RUST_LOG says.
-    for directive in ["ureq_proto=debug", "ureq_proto::util=off"] {
+    // included: never, whatever RUST_LOG says. (ureq's own log hides them.)
+    for directive in ["ureq_proto=off", "ureq_proto::util=off"] {
         if let Ok(d) = directive.parse() {
             filter = filter.add_directive(d);
         }

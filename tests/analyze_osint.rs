@@ -704,6 +704,7 @@ fn lookups_fill_the_reports_then_come_from_the_cache() {
         "{stdout}"
     );
     let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(!stderr.contains("DEBUG"), "{stderr}");
     assert!(
         stderr.contains("latrine analyze: virustotal: 3 lookups to make; 500 left today\n"),
         "{stderr}"

@@ -474,6 +474,34 @@ struct Slot {
     lookup: Option<Lookup>,
 }
 
+/// What a service's progress bar says.
+struct Shown<'a> {
+    bar: &'a indicatif::ProgressBar,
+    /// The rate limit's wait for the lookup in hand and the rest.
+    left: Duration,
+}
+
+impl Shown<'_> {
+    fn say(&self, message: String) {
+        if !self.bar.is_hidden() {
+            self.bar.set_message(message);
+        }
+    }
+
+    /// `left` in all, `next` before the next request.
+    fn waiting(&self, left: Duration, next: Duration) {
+        self.say(match (left.is_zero(), next.is_zero()) {
+            (true, _) => String::new(),
+            (false, true) => format!("about {} of waiting for the rate limit", human(left)),
+            (false, false) => format!(
+                "about {} of waiting for the rate limit, next request in {}",
+                human(left),
+                human(next)
+            ),
+        });
+    }
+}
+
 /// A lookup still to be made: where its result goes, and what to ask.
 struct Pending {
     slots: Vec<usize>,
@@ -735,6 +763,14 @@ impl Osint {
         let mut stop: Option<&'static str> = None;
         let mut done = Vec::new();
         for (i, p) in pending.iter().enumerate() {
+            // This one and the rest: the wait the rate limit will make.
+            let shown = Shown {
+                bar: &bar,
+                left: limiter.estimate(clock.now(), pending.len() - i),
+            };
+            if stop.is_none() {
+                shown.waiting(shown.left, Duration::ZERO);
+            }
             let lookup = match stop {
                 Some(why) => Lookup::new(
                     s.service,
@@ -750,17 +786,13 @@ impl Osint {
                     &mut limiter,
                     &mut tally,
                     &mut stop,
-                    &bar,
+                    &shown,
                 ),
             };
             for &slot in &p.slots {
                 done.push((slot, lookup.clone()));
             }
             bar.inc(1);
-            if stop.is_none() && !bar.is_hidden() {
-                let left = limiter.estimate(clock.now(), pending.len() - i - 1);
-                bar.set_message(format!("about {} of waiting left", human(left)));
-            }
         }
         bar.finish_and_clear();
         (done, tally)
@@ -777,7 +809,7 @@ impl Osint {
         limiter: &mut RateLimiter,
         tally: &mut Tally,
         stop: &mut Option<&'static str>,
-        bar: &indicatif::ProgressBar,
+        shown: &Shown,
     ) -> Lookup {
         let service = s.service;
         let mut lookup = Lookup::new(
@@ -796,8 +828,10 @@ impl Osint {
         ];
         let mut retries = 0;
         loop {
-            let permit = limiter.acquire(clock, |wait| {
-                bar.set_message(format!("waiting {} for the rate limit", human(wait)));
+            let mut first_wait = None;
+            let permit = limiter.acquire(clock, &mut |wait| {
+                let first = *first_wait.get_or_insert(wait);
+                shown.waiting(shown.left.saturating_sub(first.saturating_sub(wait)), wait);
             });
             match permit {
                 Permit::QuotaSpent => {
@@ -848,7 +882,7 @@ impl Osint {
                         lookup.outcome = Outcome::Skipped("quota".into());
                         return lookup;
                     }
-                    bar.set_message(format!("429: waiting {} as Retry-After says", human(wait)));
+                    shown.say(format!("429: waiting {} as Retry-After says", human(wait)));
                     clock.sleep(wait);
                     tally.waited += wait;
                     continue;

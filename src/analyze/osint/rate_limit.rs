@@ -148,9 +148,9 @@ impl<'a> RateLimiter<'a> {
         }
     }
 
-    /// Waits (on `clock`) until a request is allowed, then counts it;
-    /// `waiting` is told of each wait before it starts.
-    pub fn acquire(&mut self, clock: &dyn Clock, mut waiting: impl FnMut(Duration)) -> Permit {
+    /// Waits (on `clock`) until a request is allowed, then counts it.
+    /// `waiting` is told, at least every second, how long is left to wait.
+    pub fn acquire(&mut self, clock: &dyn Clock, waiting: &mut dyn FnMut(Duration)) -> Permit {
         let mut waited = Duration::ZERO;
         loop {
             let now = clock.now();
@@ -165,8 +165,9 @@ impl<'a> RateLimiter<'a> {
                 // cannot spin.
                 let wait = since(oldest + WINDOW, now).max(Duration::from_millis(1));
                 waiting(wait);
-                clock.sleep(wait);
-                waited += wait;
+                let step = wait.min(Duration::from_secs(1));
+                clock.sleep(step);
+                waited += step;
                 continue;
             }
             self.recent.push_back(now);
@@ -234,7 +235,7 @@ mod tests {
         let mut limiter = RateLimiter::new("virustotal", limits, &ledger);
         assert_eq!(limiter.estimate(clock.now(), 6), Duration::from_secs(60));
         let mut granted = Vec::new();
-        while let Permit::Granted { .. } = limiter.acquire(&clock, |_| {}) {
+        while let Permit::Granted { .. } = limiter.acquire(&clock, &mut |_| {}) {
             granted.push(clock.now() - start());
         }
         let secs: Vec<i64> = granted.iter().map(|d| d.whole_seconds()).collect();
@@ -245,12 +246,12 @@ mod tests {
         clock.sleep(Duration::from_secs(60));
         assert_eq!(limiter.remaining_today(clock.now()), Some(6));
         assert!(matches!(
-            limiter.acquire(&clock, |_| {}),
+            limiter.acquire(&clock, &mut |_| {}),
             Permit::Granted { .. }
         ));
         assert_eq!(ledger.used("virustotal", "2026-11-28"), (1, false));
         limiter.exhaust(clock.now());
-        assert_eq!(limiter.acquire(&clock, |_| {}), Permit::QuotaSpent);
+        assert_eq!(limiter.acquire(&clock, &mut |_| {}), Permit::QuotaSpent);
     }
 
     #[test]
