@@ -5,14 +5,13 @@
 //! [`SourceInfo`], which goes into the report's provenance whether the source
 //! could be used or not (a missing database says why its columns are empty).
 //!
-//! Today's sources are offline: the MaxMind databases ([`super::geo`]),
-//! looked up once per session by the workers, in parallel. Network sources
-//! (VirusTotal, abuse.ch, passive DNS...) slot in beside them: they report
-//! [`IpSource::network`] true and are dropped under `--offline`. Since they are
-//! slow and rate-limited, they are meant to run on the distinct indicators
-//! after aggregation (each IP, URL, domain or hash once), through the same
-//! trait extended with `url`/`domain`/`hash` methods, and to record their
-//! answers with the source name and the time of the lookup.
+//! These sources are offline: the MaxMind databases ([`super::geo`]),
+//! looked up once per session by the workers, in parallel. A source that
+//! needs the network reports [`IpSource::network`] true and is dropped under
+//! `--offline`. The slow, rate-limited network services (VirusTotal,
+//! AbuseIPDB, OTX) are not `IpSource`s: they run after aggregation, on each
+//! distinct indicator once, in [`super::osint`], with their cache and
+//! quotas.
 
 use serde::Serialize;
 use std::net::IpAddr;
