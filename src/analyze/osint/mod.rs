@@ -561,10 +561,6 @@ impl Osint {
         })
     }
 
-    pub fn settings(&self) -> &OsintSettings {
-        &self.settings
-    }
-
     /// Looks up every indicator with every service that is on.
     pub fn run(&self, clock: &dyn Clock, indicators: &Indicators, progress: &Progress) -> Findings {
         let mut findings = Findings {
