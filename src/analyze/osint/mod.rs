@@ -19,24 +19,35 @@
 //!   403 the service is not asked again in this run (`skipped: key refused`).
 //! - Files are never uploaded, redirects never followed, keys never written:
 //!   every text recorded from an error or an answer has the keys removed.
+//!
+//! Also here: [`indicator`] (what is asked, in which form), [`findings`]
+//! (what came back), [`progress`], [`http`] (ureq), [`clock`] (a trait, so
+//! that tests can stub the time).
 
 pub mod abuseipdb;
 pub mod cache;
 pub mod clock;
+pub mod findings;
 pub mod http;
+pub mod indicator;
 mod json;
 pub mod otx;
+pub mod progress;
 pub mod rate_limit;
 pub mod settings;
 pub mod virustotal;
 
+pub use findings::{Findings, Lookup, Outcome, ServiceReport};
+pub use indicator::{Indicators, canonical, is_public};
+pub use progress::Progress;
+
 use cache::{Cache, Entry};
 use clock::Clock;
+use progress::{Shown, human};
 use rate_limit::{Permit, QuotaLedger, RateLimiter};
 use serde::{Deserialize, Serialize};
 use settings::{OsintSettings, ServiceSettings};
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// A 429 whose `Retry-After` is longer than this means the day's quota.
@@ -153,238 +164,6 @@ pub enum Facts {
     Otx(otx::Pulses),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Found(Facts),
-    NotFound,
-    Failed(String),
-    Skipped(String),
-}
-
-/// One indicator asked of one service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lookup {
-    pub service: Service,
-    pub kind: Kind,
-    /// As in the report (attachment sha256, client address).
-    pub indicator: String,
-    pub outcome: Outcome,
-    /// The status of the last answer (of the cached one, from the cache).
-    pub http_status: Option<u16>,
-    /// When the answer was obtained, RFC 3339 UTC.
-    pub queried_at: Option<String>,
-    pub from_cache: bool,
-    /// HTTP requests sent for it in this run (retries after 429 included).
-    pub requests: u32,
-}
-
-impl Lookup {
-    fn new(service: Service, kind: Kind, indicator: &str, outcome: Outcome) -> Lookup {
-        Lookup {
-            service,
-            kind,
-            indicator: indicator.to_string(),
-            outcome,
-            http_status: None,
-            queried_at: None,
-            from_cache: false,
-            requests: 0,
-        }
-    }
-
-    /// `ok`, `not found`, `error: …` or `skipped: …`.
-    pub fn status(&self) -> String {
-        match &self.outcome {
-            Outcome::Found(_) => "ok".into(),
-            Outcome::NotFound => "not found".into(),
-            Outcome::Failed(e) => format!("error: {e}"),
-            Outcome::Skipped(why) => format!("skipped: {why}"),
-        }
-    }
-
-    pub fn facts(&self) -> Option<&Facts> {
-        match &self.outcome {
-            Outcome::Found(f) => Some(f),
-            _ => None,
-        }
-    }
-}
-
-/// What one service did in the run, for the provenance and the summary.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ServiceReport {
-    pub service: &'static str,
-    /// `on`, `off` (no key) or `offline` (cache only).
-    pub status: &'static str,
-    pub note: String,
-    /// Where the key came from (never the key).
-    pub key_source: Option<String>,
-    pub url: String,
-    pub per_minute: Option<u32>,
-    pub per_day: Option<u32>,
-    pub cache_ttl_hours: u64,
-    pub lookups: u64,
-    pub from_cache: u64,
-    /// HTTP requests sent.
-    pub requests: u64,
-    pub ok: u64,
-    pub not_found: u64,
-    pub errors: u64,
-    /// Skipped lookups by reason (`quota`, `offline`, `not a public address`...).
-    pub skipped: BTreeMap<String, u64>,
-    pub retries_after_429: u64,
-    /// Time spent waiting for the rate limit and `Retry-After`.
-    pub waited_s: f64,
-    pub quota_exhausted: bool,
-    /// The first distinct errors.
-    pub error_samples: Vec<String>,
-}
-
-/// Every lookup of the run.
-#[derive(Debug, Default)]
-pub struct Findings {
-    pub lookups: Vec<Lookup>,
-    index: HashMap<(Service, Kind, String), usize>,
-    pub services: Vec<ServiceReport>,
-    pub cache_dir: Option<String>,
-    pub refresh: bool,
-}
-
-impl Findings {
-    /// The lookup of `indicator` by `service`, if there was one.
-    pub fn get(&self, service: Service, kind: Kind, indicator: &str) -> Option<&Lookup> {
-        self.index
-            .get(&(service, kind, indicator.to_string()))
-            .map(|&i| &self.lookups[i])
-    }
-
-    /// The status column: the lookup's, else the service's state (`off`).
-    pub fn status(&self, service: Service, kind: Kind, indicator: &str) -> String {
-        if let Some(l) = self.get(service, kind, indicator) {
-            return l.status();
-        }
-        match self.services.iter().find(|s| s.service == service.name()) {
-            Some(s) if s.status != "on" => s.status.to_string(),
-            Some(_) => String::new(),
-            None => "off".into(),
-        }
-    }
-
-    /// `provenance.osint` of `report.json`.
-    pub fn provenance(&self) -> serde_json::Value {
-        serde_json::json!({
-            "cache_dir": self.cache_dir,
-            "refresh": self.refresh,
-            "services": self.services,
-        })
-    }
-
-    /// One line per service for the summary.
-    pub fn summary_lines(&self) -> Vec<String> {
-        self.services
-            .iter()
-            .map(|s| {
-                if s.status == "off" {
-                    return format!("{}: off: {}", s.service, s.note);
-                }
-                let skipped: Vec<String> = s
-                    .skipped
-                    .iter()
-                    .map(|(why, n)| format!("{n} skipped ({why})"))
-                    .collect();
-                let mut line = format!(
-                    "{}: {} lookups, {} from the cache, {} requests: {} ok, {} not found, {} errors",
-                    s.service, s.lookups, s.from_cache, s.requests, s.ok, s.not_found, s.errors
-                );
-                for part in skipped {
-                    line.push_str(", ");
-                    line.push_str(&part);
-                }
-                if s.status == "offline" {
-                    line.push_str(" (--offline: cache only)");
-                }
-                line
-            })
-            .collect()
-    }
-}
-
-/// The indicators of a run, most urgent first.
-#[derive(Debug, Default, Clone)]
-pub struct Indicators {
-    /// Attachment sha256s, most seen first.
-    pub files: Vec<String>,
-    /// Client addresses, most sessions first.
-    pub ips: Vec<String>,
-}
-
-impl Indicators {
-    fn of(&self, kind: Kind) -> &[String] {
-        match kind {
-            Kind::File => &self.files,
-            Kind::Ip => &self.ips,
-        }
-    }
-}
-
-/// Whether an address is worth asking about: not private, loopback,
-/// link-local, documentation, shared (CGNAT), benchmarking, multicast or
-/// reserved. The services know nothing of those, and quotas are short.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        IpAddr::V4(a) => {
-            let o = a.octets();
-            !(a.is_unspecified()
-                || a.is_loopback()
-                || a.is_private()
-                || a.is_link_local()
-                || a.is_broadcast()
-                || a.is_documentation()
-                || a.is_multicast()
-                || o[0] == 0
-                || o[0] >= 240
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || (o[0] == 198 && (o[1] & 0xfe) == 18))
-        }
-        IpAddr::V6(a) => {
-            let s = a.segments();
-            !(a.is_unspecified()
-                || a.is_loopback()
-                || a.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] == 0x2001 && s[1] == 0x0db8)
-                || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0))
-        }
-    }
-}
-
-/// The form sent to services and used in cache file names; never a
-/// client's text as such.
-pub fn canonical(kind: Kind, value: &str) -> Result<String, &'static str> {
-    match kind {
-        Kind::File => {
-            if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Ok(value.to_ascii_lowercase())
-            } else {
-                Err("not a sha256")
-            }
-        }
-        Kind::Ip => {
-            let ip = value
-                .parse::<IpAddr>()
-                .map_err(|_| "not an IP address")?
-                .to_canonical();
-            if is_public(ip) {
-                Ok(ip.to_string())
-            } else {
-                Err("not a public address")
-            }
-        }
-    }
-}
-
 /// Removes every key from a text that goes into a report.
 #[derive(Debug, Default, Clone)]
 struct Redactor(Vec<String>);
@@ -402,55 +181,6 @@ impl Redactor {
             out = out.chars().take(197).collect::<String>() + "...";
         }
         out
-    }
-}
-
-/// Progress for a person: a bar per service on a terminal, and a line on
-/// standard error saying how much there is to do and how long the rate
-/// limits will make it wait.
-pub struct Progress {
-    bars: Option<indicatif::MultiProgress>,
-    plan: bool,
-}
-
-impl Progress {
-    pub fn new(bars: bool, plan: bool) -> Progress {
-        Progress {
-            bars: bars.then(indicatif::MultiProgress::new),
-            plan,
-        }
-    }
-
-    pub fn hidden() -> Progress {
-        Progress::new(false, false)
-    }
-
-    fn bar(&self, service: Service, len: usize) -> indicatif::ProgressBar {
-        let Some(multi) = &self.bars else {
-            return indicatif::ProgressBar::hidden();
-        };
-        let bar = multi.add(indicatif::ProgressBar::new(len as u64));
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{prefix:>10} [{bar:30}] {pos}/{len} {msg} [{elapsed}]",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_prefix(service.name());
-        bar.enable_steady_tick(Duration::from_millis(500));
-        bar
-    }
-}
-
-/// A duration for a person: `45 s`, `14 min`, `2 h 5 min`.
-pub fn human(d: Duration) -> String {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    if secs < 60 {
-        format!("{secs} s")
-    } else if secs < 3600 {
-        format!("{} min", secs.div_ceil(60))
-    } else {
-        let minutes = secs.div_ceil(60);
-        format!("{} h {} min", minutes / 60, minutes % 60)
     }
 }
 
@@ -472,34 +202,6 @@ struct Slot {
     /// As in the report.
     value: String,
     lookup: Option<Lookup>,
-}
-
-/// What a service's progress bar says.
-struct Shown<'a> {
-    bar: &'a indicatif::ProgressBar,
-    /// The rate limit's wait for the lookup in hand and the rest.
-    left: Duration,
-}
-
-impl Shown<'_> {
-    fn say(&self, message: String) {
-        if !self.bar.is_hidden() {
-            self.bar.set_message(message);
-        }
-    }
-
-    /// `left` in all, `next` before the next request.
-    fn waiting(&self, left: Duration, next: Duration) {
-        self.say(match (left.is_zero(), next.is_zero()) {
-            (true, _) => String::new(),
-            (false, true) => format!("about {} of waiting for the rate limit", human(left)),
-            (false, false) => format!(
-                "about {} of waiting for the rate limit, next request in {}",
-                human(left),
-                human(next)
-            ),
-        });
-    }
 }
 
 /// A lookup still to be made: where its result goes, and what to ask.
@@ -563,11 +265,9 @@ impl Osint {
 
     /// Looks up every indicator with every service that is on.
     pub fn run(&self, clock: &dyn Clock, indicators: &Indicators, progress: &Progress) -> Findings {
-        let mut findings = Findings {
-            cache_dir: self.cache.as_ref().map(|c| c.dir().display().to_string()),
-            refresh: self.settings.refresh,
-            ..Findings::default()
-        };
+        let mut findings = Findings::default();
+        findings.cache_dir = self.cache.as_ref().map(|c| c.dir().display().to_string());
+        findings.refresh = self.settings.refresh;
         let client = http::Client::new(self.settings.timeout);
         let mut plans = Vec::new();
         for s in &self.settings.services {
@@ -629,11 +329,7 @@ impl Osint {
                     Outcome::Failed(_) => report.errors += 1,
                     Outcome::Skipped(why) => *report.skipped.entry(why.clone()).or_default() += 1,
                 }
-                findings.index.insert(
-                    (lookup.service, lookup.kind, lookup.indicator.clone()),
-                    findings.lookups.len(),
-                );
-                findings.lookups.push(lookup);
+                findings.push(lookup);
             }
             findings.services.push(report);
         }
@@ -924,48 +620,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_public_addresses_are_asked_about() {
-        for ip in [
-            "89.160.20.112",
-            "2001:480::1",
-            "::ffff:89.160.20.112",
-            "8.8.8.8",
-        ] {
-            assert!(canonical(Kind::Ip, ip).is_ok(), "{ip}");
-        }
-        assert_eq!(
-            canonical(Kind::Ip, "::ffff:89.160.20.112").unwrap(),
-            "89.160.20.112"
-        );
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.1.1",
-            "100.64.0.1",
-            "192.0.2.1",
-            "198.18.0.1",
-            "224.0.0.1",
-            "255.255.255.255",
-            "0.1.2.3",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "2001:db8::1",
-            "::",
-        ] {
-            assert_eq!(canonical(Kind::Ip, ip), Err("not a public address"), "{ip}");
-        }
-        assert_eq!(canonical(Kind::Ip, "../../etc"), Err("not an IP address"));
-        assert_eq!(
-            canonical(Kind::File, "AB".repeat(32).as_str()),
-            Ok("ab".repeat(32))
-        );
-        assert_eq!(canonical(Kind::File, "../x"), Err("not a sha256"));
-    }
-
-    #[test]
     fn keys_are_removed_from_texts() {
         let r = Redactor(vec!["s3cr3t-key".into()]);
         assert_eq!(r.clean("bad key s3cr3t-key\r\n"), "bad key <key>\\r\\n");
@@ -973,14 +627,11 @@ mod tests {
     }
 
     #[test]
-    fn durations_for_people() {
-        assert_eq!(human(Duration::from_millis(1500)), "2 s");
-        assert_eq!(human(Duration::from_secs(60)), "1 min");
-        assert_eq!(human(Duration::from_secs(14 * 60 - 5)), "14 min");
-        assert_eq!(human(Duration::from_secs(2 * 3600 + 5 * 60)), "2 h 5 min");
+    fn urls_are_shown_without_credentials() {
         assert_eq!(
             shown_url("https://u:p@proxy.example/vt"),
             "https://proxy.example/vt"
         );
+        assert_eq!(shown_url("http://127.0.0.1:9"), "http://127.0.0.1:9");
     }
 }
