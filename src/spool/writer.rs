@@ -283,16 +283,25 @@ impl SessionWriter {
         let Some(mut m) = self.message.take() else {
             return Err(io::Error::other("no open message"));
         };
-        let flushed = m.out.flush();
-        if flushed.is_err() || m.failed {
-            stored.truncated = true;
-            stored.truncated_reason = Some(crate::events::Truncation::WriteError);
-            stored.accepted = false;
-        }
+        let flushed = if m.failed { Ok(()) } else { m.out.flush() };
+        // Never flushed again after a failure (as dropping a BufWriter
+        // would), so the file stays as it is described below.
+        let (file, _unwritten) = m.out.into_parts();
         stored.index = m.index;
         stored.file = m.file_name.clone();
         stored.size = m.size;
         stored.sha256 = hex(&m.sha256.finalize());
+        if flushed.is_err() || m.failed {
+            stored.truncated = true;
+            stored.truncated_reason = Some(crate::events::Truncation::WriteError);
+            stored.accepted = false;
+            // A failed write may have put part of its bytes in the file:
+            // describe the file as it is.
+            if let Ok((size, sha256)) = hash_file(&self.dir.join(&m.file_name)) {
+                stored.size = size;
+                stored.sha256 = sha256;
+            }
+        }
         self.transcript.note(&format!(
             "message {} end size={} received={} sha256={}{}",
             m.index,
@@ -307,8 +316,7 @@ impl SessionWriter {
                 format!(" undoubled_dots={}", offsets.join(","))
             }
         ))?;
-        let file = m.out.into_inner().ok();
-        Ok((stored, file))
+        Ok((stored, Some(file)))
     }
 
     /// What a durable acknowledgement of the message needs synced: the
