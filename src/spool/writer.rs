@@ -89,6 +89,13 @@ impl Spool {
     pub fn open(root: &Path, sensor: &str, durability: Durability) -> io::Result<Spool> {
         let incoming = root.join(INCOMING);
         create_dirs(&incoming)?;
+        // Sessions are written below `.incoming` by path: it must be ours.
+        if fs::symlink_metadata(&incoming)?.file_type().is_symlink() {
+            return Err(io::Error::other(format!(
+                "{} is a symbolic link: not followed (evidence is never written through a link)",
+                incoming.display()
+            )));
+        }
         Ok(Spool {
             root: root.to_path_buf(),
             incoming,
@@ -409,17 +416,16 @@ pub fn seal(spool: &Spool, dir: &Path, builder: ManifestBuilder) -> io::Result<P
         }
     }
     let target = spool.sealed_dir(&manifest.sensor, &manifest.started_at, &manifest.session_id);
-    let parent = target.parent().unwrap_or(spool.root());
-    create_dirs(parent)?;
-    if target.exists() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} already exists", target.display()),
-        ));
-    }
-    fs::rename(dir, &target)?;
+    // Walked and renamed into by descriptor: a link planted on the way is
+    // refused, an existing session is never replaced.
+    let parent = target
+        .parent()
+        .and_then(|p| p.strip_prefix(spool.root()).ok())
+        .ok_or_else(|| io::Error::other(format!("{} is outside the spool", target.display())))?;
+    let parent_dir = super::nofollow::open_dirs_below(spool.root(), parent)?;
+    super::nofollow::rename_into(dir, &parent_dir, &manifest.session_id)?;
     if durable {
-        sync_dir(parent)?;
+        File::from(parent_dir).sync_all()?;
         sync_dir(&spool.incoming)?;
     }
     Ok(target)
