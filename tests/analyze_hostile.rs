@@ -364,3 +364,124 @@ fn a_parse_past_the_timeout_is_abandoned_and_the_run_goes_on() {
     assert!((3..=4).contains(&errors.len()), "{errors:?}");
     assert_eq!(csv_rows(&out.join("messages.csv")).len(), 4);
 }
+
+/// Analyze under fire: a spool damaged in every way a copy, a crash or a
+/// hostile local user can damage it. The run completes, each problem is a
+/// row in `errors.csv` naming its session, and nothing outside the spool is
+/// ever read: no byte of the secret below reaches any report.
+#[test]
+fn analyze_under_fire_reports_every_problem_and_stays_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let secret = outside.join("secret.eml");
+    std::fs::write(&secret, message("http://secret-outside.example/")).unwrap();
+    let w = Writer::open(&spool, "f");
+
+    let good = one(&w, "198.51.100.1", &message("http://good.example/"));
+    // A message file cut short after sealing (a copy that ran out of space).
+    let cut = one(&w, "198.51.100.2", &message("http://cut.example/long/path"));
+    let eml = cut.join("messages/1.eml");
+    let full = std::fs::read(&eml).unwrap();
+    std::fs::write(&eml, &full[..full.len() / 2]).unwrap();
+    // A message the listener kept truncated (the client hung up mid-DATA).
+    let partial = one(&w, "198.51.100.3", &message("http://partial.example/"));
+    edit_manifest(&partial, |m| {
+        let msg = &mut m["messages"][0];
+        msg["truncated"] = true.into();
+        msg["truncated_reason"] = "disconnected".into();
+        msg["accepted"] = false.into();
+    });
+    // An empty manifest, and none at all.
+    let empty = one(&w, "198.51.100.4", &message("http://empty.example/"));
+    std::fs::write(empty.join("manifest.json"), b"").unwrap();
+    let bare = one(&w, "198.51.100.5", &message("http://bare.example/"));
+    std::fs::remove_file(bare.join("manifest.json")).unwrap();
+    // The manifest itself a link to one outside.
+    let linked = one(&w, "198.51.100.6", &message("http://linked.example/"));
+    std::fs::rename(linked.join("manifest.json"), outside.join("manifest.json")).unwrap();
+    std::os::unix::fs::symlink(outside.join("manifest.json"), linked.join("manifest.json"))
+        .unwrap();
+    // Manifests that point a message out of the session.
+    let climb = one(&w, "198.51.100.7", &message("http://climb.example/"));
+    let relative = format!(
+        "{}/outside/secret.eml",
+        vec![".."; climb.strip_prefix(dir.path()).unwrap().components().count()].join("/")
+    );
+    assert!(climb.join(&relative).is_file(), "the path does lead out");
+    edit_manifest(&climb, |m| {
+        m["messages"][0]["file"] = relative.clone().into()
+    });
+    let absolute = one(&w, "198.51.100.8", &message("http://absolute.example/"));
+    edit_manifest(&absolute, |m| {
+        m["messages"][0]["file"] = secret.display().to_string().into()
+    });
+    // A whole sensor directory linked in from outside the spool.
+    let foreign = Writer::open(&outside.join("spool"), "f");
+    one(
+        &foreign,
+        "198.51.100.9",
+        &message("http://secret-outside.example/"),
+    );
+    std::os::unix::fs::symlink(outside.join("spool/f"), spool.join("elsewhere")).unwrap();
+
+    let out = dir.path().join("out");
+    let run = analyze(&[
+        spool.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-geoip",
+        "-q",
+    ]);
+    assert!(run.status.success(), "{run:?}");
+
+    let rows = csv_rows(&out.join("errors.csv"));
+    let about = |d: &Path| -> Vec<(String, String, String)> {
+        let rel = d.strip_prefix(&spool).unwrap().display().to_string();
+        rows.iter()
+            .filter(|r| r["path"] == rel)
+            .map(|r| (r["stage"].clone(), r["file"].clone(), r["reason"].clone()))
+            .collect()
+    };
+    let one_error = |d: &Path, stage: &str, reason: &str| {
+        let got = about(d);
+        assert_eq!(got.len(), 1, "{}: {got:?}", d.display());
+        assert_eq!(got[0].0, stage, "{got:?}");
+        assert!(got[0].2.contains(reason), "{got:?} lacks {reason:?}");
+    };
+    one_error(&cut, "message", "differs from the manifest");
+    one_error(&empty, "manifest", "not valid JSON");
+    one_error(&bare, "manifest", "No such file");
+    one_error(&linked, "manifest", "symbolic link");
+    one_error(&climb, "message", "is not a path inside the session");
+    one_error(&absolute, "message", "is not a path inside the session");
+    assert!(about(&good).is_empty() && about(&partial).is_empty());
+    let walk: Vec<&String> = rows
+        .iter()
+        .filter(|r| r["stage"] == "walk")
+        .map(|r| &r["reason"])
+        .collect();
+    assert_eq!(walk.len(), 1, "{walk:?}");
+    assert!(walk[0].contains("symbolic link") && walk[0].contains("not followed"));
+    assert_eq!(rows.len(), 7, "one row per problem: {rows:?}");
+
+    // The truncated message is reported as such, not as an error.
+    let messages = csv_rows(&out.join("messages.csv"));
+    let partial_row = row(
+        &messages,
+        "sha256",
+        &sha256_hex(&message("http://partial.example/")),
+    );
+    assert_eq!(partial_row["truncated"], "true");
+    // Sessions with a manifest are all counted; nothing from outside is.
+    let sessions = csv_rows(&out.join("sessions.csv"));
+    assert_eq!(sessions.len(), 5, "good, cut, partial, climb, absolute");
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let text = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !text.windows(14).any(|w| w == b"secret-outside"),
+            "a report holds bytes from outside the spool"
+        );
+    }
+}

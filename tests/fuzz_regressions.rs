@@ -137,13 +137,16 @@ fn manifest_of_another_major_version_is_refused() {
 /// (src/parsers/message.rs:485). Only builds with debug assertions panic
 /// (fuzzing, `cargo test`); there `extract`'s `catch_unwind` turns it into an
 /// error, which is what this checks. Release builds (the listener) do not
-/// panic. Not a latrine bug; kept so that the input stays covered.
+/// panic. Not a latrine bug; kept so that the input stays covered. The 10
+/// minute run of issue 6 reached the same assertion from a real message
+/// (a CPython seed, mutated): attachments-invalid-part-id.eml.
 #[test]
 fn mail_parser_debug_assertion_is_contained() {
     let eml = include_bytes!("fuzz_regressions/attachments-nested-empty-rfc822.eml");
+    let eml2 = include_bytes!("fuzz_regressions/attachments-invalid-part-id.eml");
     let minimal: &[u8] = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
 Content-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\n\r\n--b--\r\n";
-    for input in [&eml[..], minimal] {
+    for input in [&eml[..], &eml2[..], minimal] {
         match latrine::spool::attachments::extract(input) {
             Ok(_) => {}
             Err(e) => assert!(e.contains("panicked"), "{e}"),

@@ -267,15 +267,7 @@ impl Connection {
                         }
                     }
                     log_client(writer, unit);
-                    if !unit.is_empty() && !unit.ends_with(b"\n") {
-                        // The core answered the first part of an overlong line.
-                        record_event(
-                            writer,
-                            Event::Limit {
-                                limit: "line_length".into(),
-                            },
-                        );
-                    }
+                    note_overlong(writer, unit);
                     delay += queue_reply(writer, session, &reply, &mut out);
                     let starttls = effect == Effect::StartTls;
                     let reason = match &effect {
@@ -311,6 +303,7 @@ impl Connection {
                 }
                 Action::Auth(attempt) => {
                     log_client(writer, unit);
+                    note_overlong(writer, unit);
                     let accepted =
                         attempt.end == AuthEnd::Complete && self.shared.auth.decide(self.peer.ip());
                     let reply = session.auth_outcome(&attempt, accepted);
@@ -626,6 +619,19 @@ fn apply_effect(
     }
     record_event(writer, event);
     tracing::debug!(session = writer.id(), "{}", escape_ascii(line));
+}
+
+/// A unit that does not end the line is the first part of an overlong line,
+/// answered by the core (a command or an AUTH response): a limit reached.
+fn note_overlong(writer: &mut SessionWriter, unit: &[u8]) {
+    if !unit.is_empty() && !unit.ends_with(b"\n") {
+        record_event(
+            writer,
+            Event::Limit {
+                limit: "line_length".into(),
+            },
+        );
+    }
 }
 
 fn auth_record(attempt: &AuthAttempt, accepted: bool) -> AuthRecord {

@@ -149,6 +149,8 @@ pub async fn start(
         config.limits.resume_free_bytes,
     ));
 
+    raise_fd_limit(config.limits.max_connections);
+
     let mut sockets = Vec::new();
     for l in &config.listeners {
         let tcp = TcpListener::bind(l.address).await.map_err(|e| {
@@ -199,6 +201,44 @@ pub async fn start(
         addresses,
         serve: Box::pin(serve),
     })
+}
+
+/// Raises the soft limit on open files to the hard one, as a connection
+/// flood needs (the usual soft default, 1024, is below the default
+/// `max_connections` plus the spool's files); warns when even that is short.
+fn raise_fd_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write one rlimit struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    // A session holds its socket and, while writing, a few files. (rlim_t
+    // is u64 on Linux, not everywhere.)
+    #[allow(clippy::unnecessary_cast)]
+    let current = limit.rlim_cur as u64;
+    let needed = (max_connections as u64)
+        .saturating_mul(4)
+        .saturating_add(64);
+    if current < needed {
+        tracing::warn!(
+            "open file limit {} is low for --max-connections {max_connections} (about {needed} \
+             wanted): past it, accepting fails and new clients wait; raise `ulimit -n`",
+            current
+        );
+    }
 }
 
 /// `latrine listen`: runs until SIGINT or SIGTERM.

@@ -26,6 +26,9 @@
 //!   operator's (checked: letters, digits, `.`, `_`, `-`), ids and message
 //!   numbers are ours, attachments are named by their sha256. Files are
 //!   created with `O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600, directories 0700.
+//!   Sealing walks `<sensor>/<YYYY>/<MM>/<DD>` without following links and
+//!   never replaces a directory; a link there (or a linked `.incoming`)
+//!   stops the seal or the start, with the path in the error.
 //! - **Durability.** With `fsync` on (the default), the reply `250` to a
 //!   message is sent only after the message file, the journal and their
 //!   directories are fsynced; the manifest is fsynced before the rename.
@@ -120,6 +123,7 @@
 pub mod attachments;
 pub mod batched;
 pub mod manifest;
+mod nofollow;
 pub mod recover;
 pub mod transcript;
 pub mod writer;

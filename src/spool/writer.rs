@@ -89,6 +89,13 @@ impl Spool {
     pub fn open(root: &Path, sensor: &str, durability: Durability) -> io::Result<Spool> {
         let incoming = root.join(INCOMING);
         create_dirs(&incoming)?;
+        // Sessions are written below `.incoming` by path: it must be ours.
+        if fs::symlink_metadata(&incoming)?.file_type().is_symlink() {
+            return Err(io::Error::other(format!(
+                "{} is a symbolic link: not followed (evidence is never written through a link)",
+                incoming.display()
+            )));
+        }
         Ok(Spool {
             root: root.to_path_buf(),
             incoming,
@@ -283,16 +290,25 @@ impl SessionWriter {
         let Some(mut m) = self.message.take() else {
             return Err(io::Error::other("no open message"));
         };
-        let flushed = m.out.flush();
-        if flushed.is_err() || m.failed {
-            stored.truncated = true;
-            stored.truncated_reason = Some(crate::events::Truncation::WriteError);
-            stored.accepted = false;
-        }
+        let flushed = if m.failed { Ok(()) } else { m.out.flush() };
+        // Never flushed again after a failure (as dropping a BufWriter
+        // would), so the file stays as it is described below.
+        let (file, _unwritten) = m.out.into_parts();
         stored.index = m.index;
         stored.file = m.file_name.clone();
         stored.size = m.size;
         stored.sha256 = hex(&m.sha256.finalize());
+        if flushed.is_err() || m.failed {
+            stored.truncated = true;
+            stored.truncated_reason = Some(crate::events::Truncation::WriteError);
+            stored.accepted = false;
+            // A failed write may have put part of its bytes in the file:
+            // describe the file as it is.
+            if let Ok((size, sha256)) = hash_file(&self.dir.join(&m.file_name)) {
+                stored.size = size;
+                stored.sha256 = sha256;
+            }
+        }
         self.transcript.note(&format!(
             "message {} end size={} received={} sha256={}{}",
             m.index,
@@ -307,8 +323,7 @@ impl SessionWriter {
                 format!(" undoubled_dots={}", offsets.join(","))
             }
         ))?;
-        let file = m.out.into_inner().ok();
-        Ok((stored, file))
+        Ok((stored, Some(file)))
     }
 
     /// What a durable acknowledgement of the message needs synced: the
@@ -401,17 +416,16 @@ pub fn seal(spool: &Spool, dir: &Path, builder: ManifestBuilder) -> io::Result<P
         }
     }
     let target = spool.sealed_dir(&manifest.sensor, &manifest.started_at, &manifest.session_id);
-    let parent = target.parent().unwrap_or(spool.root());
-    create_dirs(parent)?;
-    if target.exists() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} already exists", target.display()),
-        ));
-    }
-    fs::rename(dir, &target)?;
+    // Walked and renamed into by descriptor: a link planted on the way is
+    // refused, an existing session is never replaced.
+    let parent = target
+        .parent()
+        .and_then(|p| p.strip_prefix(spool.root()).ok())
+        .ok_or_else(|| io::Error::other(format!("{} is outside the spool", target.display())))?;
+    let parent_dir = super::nofollow::open_dirs_below(spool.root(), parent)?;
+    super::nofollow::rename_into(dir, &parent_dir, &manifest.session_id)?;
     if durable {
-        sync_dir(parent)?;
+        File::from(parent_dir).sync_all()?;
         sync_dir(&spool.incoming)?;
     }
     Ok(target)

@@ -215,6 +215,22 @@ impl Dialog {
         d
     }
 
+    /// A dialog with any address (e.g. another listener of the same process),
+    /// past the greeting.
+    pub fn open_at(addr: SocketAddr) -> Dialog {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut d = Dialog {
+            stream,
+            buf: Vec::new(),
+        };
+        let greeting = d.reply();
+        assert!(greeting.starts_with("220 "), "greeting: {greeting:?}");
+        d
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
     }
