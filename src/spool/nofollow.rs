@@ -96,7 +96,7 @@ pub fn rename_into(from: &Path, dir: &OwnedFd, name: &str) -> io::Result<()> {
     let c_from = c_string(from.as_os_str().as_bytes())?;
     let c_name = c_string(name.as_bytes())?;
     // SAFETY: both paths are NUL-terminated and `dir` is an open descriptor.
-    let rc = unsafe {
+    let mut rc = unsafe {
         libc::renameat2(
             libc::AT_FDCWD,
             c_from.as_ptr(),
@@ -105,6 +105,35 @@ pub fn rename_into(from: &Path, dir: &OwnedFd, name: &str) -> io::Result<()> {
             libc::RENAME_NOREPLACE,
         )
     };
+    if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // A file system without RENAME_NOREPLACE: look, then rename (only
+        // the listener writes here, so the gap is not a race with itself).
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: as above; fstatat fills `stat` or fails.
+        let exists = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                c_name.as_ptr(),
+                stat.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        } == 0;
+        if exists {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{name} already exists: not replaced"),
+            ));
+        }
+        // SAFETY: as above.
+        rc = unsafe {
+            libc::renameat(
+                libc::AT_FDCWD,
+                c_from.as_ptr(),
+                dir.as_raw_fd(),
+                c_name.as_ptr(),
+            )
+        };
+    }
     if rc != 0 {
         let e = io::Error::last_os_error();
         return Err(io::Error::new(
