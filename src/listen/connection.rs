@@ -81,25 +81,25 @@ impl Connection {
             }
         }
         let commands = session.commands();
-        let shared = Arc::clone(&self.shared);
         let id = writer.id().to_string();
-        let _permit = shared.seal_permits.acquire().await;
-        match tokio::task::spawn_blocking(move || writer.close_and_seal(reason, commands)).await {
-            Ok(Ok(path)) => tracing::info!(
+        // The client is gone: its socket closes and its slot is freed for
+        // another client once the session has a place among those waiting
+        // to be sealed (as many as there may be connections).
+        drop(self.transport);
+        let _waiting = shared_backlog(&self.shared).await;
+        drop(self.slot);
+        match seal(&self.shared, writer, reason, commands).await {
+            Ok(path) => tracing::info!(
                 session = %id,
                 client = %self.peer,
                 reason = ?reason,
                 "sealed {}",
                 path.display()
             ),
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::error!(session = %id, "sealing failed, left in .incoming for recovery: {e}")
             }
-            Err(e) => {
-                tracing::error!(session = %id, "sealing panicked, left in .incoming for recovery: {e}")
-            }
         }
-        drop(self.slot);
         drop(self.done);
     }
 
@@ -408,12 +408,15 @@ impl Connection {
         stored.reply = Some(reply_text(&reply));
         record_event(writer, Event::MessageStored(stored.clone()));
         if stored.accepted && self.shared.spool.durability() == Durability::Fsync {
-            let synced = match writer.sync_targets() {
-                Ok(targets) => tokio::task::spawn_blocking(move || targets.sync(file.as_ref()))
-                    .await
-                    .unwrap_or_else(|e| Err(io::Error::other(e.to_string()))),
+            // Group commit: the 250 waits for a sync that covers this
+            // message, its journal entry and their directory entries.
+            let synced = match writer.sync_targets(file) {
+                Ok(targets) => self.shared.spool.commit(targets).await,
                 Err(e) => Err(e),
             };
+            if synced.is_ok() {
+                writer.synced();
+            }
             if let Err(e) = synced {
                 tracing::error!(session = writer.id(), "fsync failed, answering 451: {e}");
                 reply = session.render(&self.policy.persona.replies.storage_error, b"");
@@ -447,6 +450,34 @@ impl Connection {
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
         }
     }
+}
+
+async fn shared_backlog(shared: &Shared) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    shared.seal_backlog.acquire().await.ok()
+}
+
+/// Seals a finished session. Reading messages for their attachments is
+/// bounded by the seal permits; waiting for the file system to be synced is
+/// not (it holds no memory to speak of), and is shared: one `syncfs` for all
+/// the sessions sealed meanwhile.
+pub(super) async fn seal(
+    shared: &Shared,
+    writer: SessionWriter,
+    reason: EndReason,
+    commands: u64,
+) -> io::Result<std::path::PathBuf> {
+    let plan = {
+        let _permit = shared.seal_permits.acquire().await;
+        tokio::task::spawn_blocking(move || writer.close(reason, commands)?.prepare())
+            .await
+            .map_err(|e| io::Error::other(format!("sealing panicked: {e}")))??
+    };
+    // Everything in the directory, the manifest last, is durable before the
+    // rename makes the session visible; then the rename itself.
+    shared.spool.sync_fs().await?;
+    let path = plan.rename()?;
+    shared.spool.sync_fs().await?;
+    Ok(path)
 }
 
 /// Creates the session's directory and records the connection. The client's

@@ -119,6 +119,7 @@
 
 pub mod attachments;
 pub mod batched;
+pub mod commit;
 pub mod manifest;
 pub mod recover;
 pub mod transcript;

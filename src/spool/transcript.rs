@@ -67,6 +67,15 @@ impl TranscriptWriter {
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+
+    pub fn into_file(self) -> File {
+        self.out.into_file()
+    }
+
+    /// Size and sha256 of what was written, unless a write failed.
+    pub fn digest(&self) -> Option<(u64, String)> {
+        self.out.digest()
+    }
 }
 
 /// One parsed transcript record.

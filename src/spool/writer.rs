@@ -2,6 +2,7 @@
 
 use super::attachments;
 use super::batched::BatchedFile;
+use super::commit::{GroupCommit, SYNC_THREADS, Target};
 use super::manifest::{AttachmentRecord, FileRecord, Manifest, ManifestBuilder};
 use super::transcript::TranscriptWriter;
 use crate::escape::hex;
@@ -13,7 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use time::OffsetDateTime;
 
@@ -32,12 +33,25 @@ pub enum Durability {
 }
 
 /// A spool directory, as the listener writes it.
-#[derive(Debug)]
 pub struct Spool {
     root: PathBuf,
     incoming: PathBuf,
     sensor: String,
     durability: Durability,
+    /// Syncs many sessions' files together (with [`Durability::Fsync`]).
+    committer: Option<GroupCommit>,
+    /// The last directory sessions were sealed into, known to exist.
+    sealed_parent: Mutex<Option<PathBuf>>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("root", &self.root)
+            .field("sensor", &self.sensor)
+            .field("durability", &self.durability)
+            .finish()
+    }
 }
 
 /// Creates a file that must not exist yet, without following a symlink,
@@ -51,16 +65,19 @@ pub fn create_new(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+fn open_dir(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// Creates directories (owner-only) as needed.
 pub fn create_dirs(path: &Path) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
-}
-
-fn sync_dir(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()
 }
 
 /// A fresh session id: UTC start time to the microsecond, then 64 random
@@ -89,12 +106,51 @@ impl Spool {
     pub fn open(root: &Path, sensor: &str, durability: Durability) -> io::Result<Spool> {
         let incoming = root.join(INCOMING);
         create_dirs(&incoming)?;
+        let committer = match durability {
+            Durability::Fsync => Some(GroupCommit::start(SYNC_THREADS, open_dir(root)?)?),
+            Durability::None => None,
+        };
         Ok(Spool {
             root: root.to_path_buf(),
             incoming,
             sensor: sensor.to_string(),
             durability,
+            committer,
+            sealed_parent: Mutex::new(None),
         })
+    }
+
+    /// Makes `targets` durable together with other sessions' (group
+    /// commit); resolves once syncs covering all of them have completed.
+    /// Without fsync, resolves at once.
+    pub async fn commit(&self, targets: Vec<Target>) -> io::Result<()> {
+        match &self.committer {
+            Some(c) => c.commit(targets).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Makes everything written so far durable, with one `syncfs` shared by
+    /// every session that asks meanwhile (sealing). Without fsync, resolves
+    /// at once.
+    pub async fn sync_fs(&self) -> io::Result<()> {
+        match &self.committer {
+            Some(c) => c.sync_fs().await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`sync_fs`](Self::sync_fs) from a blocking thread.
+    pub fn sync_fs_blocking(&self) -> io::Result<()> {
+        match &self.committer {
+            Some(c) => c.sync_fs_blocking(),
+            None => Ok(()),
+        }
+    }
+
+    /// The group commit's counters, when fsync is on.
+    pub fn commit_stats(&self) -> Option<super::commit::Stats> {
+        self.committer.as_ref().map(GroupCommit::stats)
     }
 
     pub fn root(&self) -> &Path {
@@ -312,20 +368,25 @@ impl SessionWriter {
     }
 
     /// What a durable acknowledgement of the message needs synced: the
-    /// message file, the journal, and (first time) the directories that hold them.
-    pub fn sync_targets(&mut self) -> io::Result<SyncTargets> {
+    /// message file, the journal (which records it), and the directories
+    /// that hold them (the session's own the first time).
+    pub fn sync_targets(&mut self, message: Option<File>) -> io::Result<Vec<Target>> {
         self.journal.flush()?;
         self.transcript.flush()?;
-        let mut dirs = vec![self.dir.join("messages")];
+        let mut targets = Vec::with_capacity(5);
+        targets.extend(message.map(Target::File));
+        targets.push(Target::File(self.journal.file().try_clone()?));
+        targets.push(Target::Dir(self.dir.join("messages")));
         if !self.dirs_synced {
-            dirs.push(self.dir.clone());
-            dirs.push(self.spool.incoming.clone());
-            self.dirs_synced = true;
+            targets.push(Target::Dir(self.dir.clone()));
+            targets.push(Target::Dir(self.spool.incoming.clone()));
         }
-        Ok(SyncTargets {
-            journal: self.journal.file().try_clone()?,
-            dirs,
-        })
+        Ok(targets)
+    }
+
+    /// Says that the targets of [`sync_targets`](Self::sync_targets) were synced.
+    pub fn synced(&mut self) {
+        self.dirs_synced = true;
     }
 
     /// Hands buffered transcript, journal and message bytes to the OS, so
@@ -351,70 +412,113 @@ impl SessionWriter {
         self.record(Event::MessageStored(stored))
     }
 
-    /// Ends the session: records `session.closed` and seals. Blocking.
-    pub fn close_and_seal(mut self, reason: EndReason, commands: u64) -> io::Result<PathBuf> {
+    /// Ends the session: records `session.closed` and hands its bytes to the
+    /// OS. Sealing follows: [`Closed::prepare`], then [`SealPlan`].
+    pub fn close(mut self, reason: EndReason, commands: u64) -> io::Result<Closed> {
         self.record(Event::Closed { reason, commands })?;
         self.flush()?;
-        let SessionWriter {
-            spool,
-            dir,
-            builder,
-            ..
-        } = self;
-        seal(&spool, &dir, builder)
+        let mut known = Vec::with_capacity(2);
+        if let Some((size, sha256)) = self.transcript.digest() {
+            known.push((TRANSCRIPT.to_string(), size, sha256));
+        }
+        if let Some((size, sha256)) = self.journal.digest() {
+            known.push((JOURNAL.to_string(), size, sha256));
+        }
+        Ok(Closed {
+            spool: self.spool,
+            dir: self.dir,
+            builder: self.builder,
+            known,
+        })
+    }
+
+    /// Ends the session and seals it, blocking (tests, tools).
+    pub fn close_and_seal(self, reason: EndReason, commands: u64) -> io::Result<PathBuf> {
+        let spool = Arc::clone(&self.spool);
+        let plan = self.close(reason, commands)?.prepare()?;
+        spool.sync_fs_blocking()?;
+        let path = plan.rename()?;
+        spool.sync_fs_blocking()?;
+        Ok(path)
     }
 }
 
-/// Files to fsync before a message is acknowledged.
-pub struct SyncTargets {
-    journal: File,
-    dirs: Vec<PathBuf>,
+/// A session that ended, not yet sealed.
+pub struct Closed {
+    spool: Arc<Spool>,
+    dir: PathBuf,
+    builder: ManifestBuilder,
+    /// Files whose size and sha256 were computed while writing them.
+    known: Vec<(String, u64, String)>,
 }
 
-impl SyncTargets {
-    /// Blocking.
-    pub fn sync(&self, message: Option<&File>) -> io::Result<()> {
-        if let Some(file) = message {
-            file.sync_data()?;
-        }
-        self.journal.sync_data()?;
-        for dir in &self.dirs {
-            sync_dir(dir)?;
-        }
-        Ok(())
+impl Closed {
+    /// Extracts attachments, lists and hashes every file and writes
+    /// `manifest.json` last. Blocking; reads each message (bounded, see
+    /// [`attachments::MAX_EXTRACT_SIZE`]).
+    pub fn prepare(self) -> io::Result<SealPlan> {
+        prepare(self.spool, self.dir, self.builder, &self.known)
     }
 }
 
-/// Seals a session directory in `.incoming`: extracts attachments, lists and
-/// hashes every file, writes `manifest.json` last, then renames the directory
-/// into place. Until the rename, readers never see the session. Blocking.
-pub fn seal(spool: &Spool, dir: &Path, builder: ManifestBuilder) -> io::Result<PathBuf> {
+/// A session directory whose manifest is written. With fsync on, make it
+/// durable ([`Spool::sync_fs`]) before the [`rename`](Self::rename), and
+/// the rename after it.
+pub struct SealPlan {
+    dir: PathBuf,
+    target: PathBuf,
+}
+
+impl SealPlan {
+    /// Moves the session into place: it is sealed. Fails, leaving it in
+    /// `.incoming` for recovery, if the place is taken.
+    pub fn rename(self) -> io::Result<PathBuf> {
+        if self.target.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} already exists", self.target.display()),
+            ));
+        }
+        fs::rename(&self.dir, &self.target)?;
+        Ok(self.target)
+    }
+}
+
+/// Seals a session directory in `.incoming` (crash recovery): extracts
+/// attachments, lists and hashes every file, writes `manifest.json` last,
+/// makes it all durable, then renames the directory into place. Until the
+/// rename, readers never see the session. Blocking.
+pub fn seal(spool: &Arc<Spool>, dir: &Path, builder: ManifestBuilder) -> io::Result<PathBuf> {
+    let plan = prepare(Arc::clone(spool), dir.to_path_buf(), builder, &[])?;
+    spool.sync_fs_blocking()?;
+    let path = plan.rename()?;
+    spool.sync_fs_blocking()?;
+    Ok(path)
+}
+
+fn prepare(
+    spool: Arc<Spool>,
+    dir: PathBuf,
+    builder: ManifestBuilder,
+    known: &[(String, u64, String)],
+) -> io::Result<SealPlan> {
     let mut manifest = builder.finish();
-    add_message_details(dir, &mut manifest)?;
-    manifest.files = list_files(dir, &manifest)?;
-    let durable = spool.durability == Durability::Fsync;
-    {
-        let mut out = create_new(&dir.join(MANIFEST))?;
-        out.write_all(&manifest.to_json())?;
-        if durable {
-            out.sync_all()?;
-        }
-    }
+    add_message_details(&dir, &mut manifest)?;
+    manifest.files = list_files(&dir, &manifest, known)?;
+    create_new(&dir.join(MANIFEST))?.write_all(&manifest.to_json())?;
     let target = spool.sealed_dir(&manifest.sensor, &manifest.started_at, &manifest.session_id);
     let parent = target.parent().unwrap_or(spool.root());
-    create_dirs(parent)?;
-    if target.exists() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} already exists", target.display()),
-        ));
+    // The day's directory is made once, not looked up for every session.
+    let mut made = spool
+        .sealed_parent
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if made.as_deref() != Some(parent) {
+        create_dirs(parent)?;
+        *made = Some(parent.to_path_buf());
     }
-    fs::rename(dir, &target)?;
-    if durable {
-        sync_dir(parent)?;
-        sync_dir(&spool.incoming)?;
-    }
-    Ok(target)
+    drop(made);
+    Ok(SealPlan { dir, target })
 }
 
 /// Parses each stored message for headers and attachments and stores every
@@ -489,7 +593,11 @@ fn read_capped(path: &Path, expected: u64) -> io::Result<Vec<u8>> {
 
 /// Every regular file under `dir` (but the manifest), sorted, with size and
 /// sha256. Messages reuse the hash computed while they were written.
-fn list_files(dir: &Path, manifest: &Manifest) -> io::Result<Vec<FileRecord>> {
+fn list_files(
+    dir: &Path,
+    manifest: &Manifest,
+    known: &[(String, u64, String)],
+) -> io::Result<Vec<FileRecord>> {
     let mut files = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -506,12 +614,17 @@ fn list_files(dir: &Path, manifest: &Manifest) -> io::Result<Vec<FileRecord>> {
                 continue;
             }
             let len = entry.metadata()?.len();
-            let known = manifest
+            let message = manifest
                 .messages
                 .iter()
-                .find(|m| m.file == path_text && m.size == len);
-            let (size, sha256) = match known {
-                Some(m) => (m.size, m.sha256.clone()),
+                .find(|m| m.file == path_text && m.size == len)
+                .map(|m| (m.size, m.sha256.clone()));
+            let written = known
+                .iter()
+                .find(|(path, size, _)| *path == path_text && *size == len)
+                .map(|(_, size, sha256)| (*size, sha256.clone()));
+            let (size, sha256) = match message.or(written) {
+                Some(known) => known,
                 None => hash_file(&dir.join(&rel_path))?,
             };
             files.push(FileRecord {
