@@ -20,6 +20,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
+/// Quiet time after which a session parks its files (one descriptor per
+/// idle connection, not three).
+const PARK_AFTER: Duration = Duration::from_secs(2);
+
 /// Longest TLS handshake allowed (also bounded by the idle timeout).
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(60);
 
@@ -88,7 +92,7 @@ impl Connection {
         drop(self.transport);
         let _waiting = shared_backlog(&self.shared).await;
         drop(self.slot);
-        match seal(&self.shared, writer, reason, commands).await {
+        match Box::pin(seal(&self.shared, writer, reason, commands)).await {
             Ok(path) => tracing::info!(
                 session = %id,
                 client = %self.peer,
@@ -124,30 +128,54 @@ impl Connection {
     ) -> EndReason {
         let limits = self.shared.limits.clone();
         let deadline = Instant::now() + limits.session_timeout;
-        if self.policy.implicit_tls && !self.start_tls(writer, "implicit").await {
+        if self.policy.implicit_tls && !Box::pin(self.start_tls(writer, "implicit")).await {
             return EndReason::TlsFailed;
         }
-        if self.send(writer, &session.greeting()).await.is_err() {
+        if Box::pin(self.send(writer, &session.greeting()))
+            .await
+            .is_err()
+        {
             return EndReason::ClientClosed;
         }
         loop {
             let wait_until = deadline.min(Instant::now() + limits.idle_timeout);
-            let read = tokio::select! {
-                biased;
-                _ = self.shutdown.recv() => {
-                    let reply = session.render(&self.policy.persona.replies.shutdown, b"");
-                    let _ = self.send(writer, &reply).await;
-                    return EndReason::Shutdown;
+            let mut parked = false;
+            let read = loop {
+                // A client quiet for PARK_AFTER gives back its files and
+                // buffers until it speaks again.
+                let until = if parked {
+                    wait_until
+                } else {
+                    wait_until.min(Instant::now() + PARK_AFTER)
+                };
+                let read = tokio::select! {
+                    biased;
+                    _ = self.shutdown.recv() => {
+                        let reply = session.render(&self.policy.persona.replies.shutdown, b"");
+                        let _ = Box::pin(self.send(writer, &reply)).await;
+                        return EndReason::Shutdown;
+                    }
+                    read = timeout_at(until, self.transport.read(input)) => read,
+                };
+                match read {
+                    Err(_) if !parked && Instant::now() < wait_until => {
+                        if let Err(e) = writer.park() {
+                            tracing::warn!(session = writer.id(), "transcript write failed: {e}");
+                        }
+                        parked = true;
+                    }
+                    read => break read,
                 }
-                read = timeout_at(wait_until, self.transport.read(input)) => read,
             };
             match read {
                 Ok(Ok(0)) | Ok(Err(_)) => return EndReason::ClientClosed,
                 Ok(Ok(_)) => {}
-                Err(_) => return self.time_is_up(writer, session, deadline).await,
+                Err(_) => return Box::pin(self.time_is_up(writer, session, deadline)).await,
             }
             session.set_storage_full(self.shared.storage.is_full());
-            let next = self.handle_input(input, writer, session, deadline).await;
+            // Boxed, as the other rare or large steps: the future of an idle
+            // connection then holds only the wait for input (about 1 KiB).
+            let next = Box::pin(self.handle_input(input, writer, session, deadline)).await;
             if input.capacity() > 4 * READ_SIZE && input.len() < READ_SIZE {
                 input.shrink_to(READ_SIZE);
             }
@@ -155,7 +183,7 @@ impl Connection {
                 Next::Continue => {}
                 Next::Close(reason) => return reason,
                 Next::StartTls => {
-                    if !self.start_tls(writer, "starttls").await {
+                    if !Box::pin(self.start_tls(writer, "starttls")).await {
                         return EndReason::TlsFailed;
                     }
                 }

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 
-/// Seals running at once. Sealing parses each message into memory, so this
-/// bounds that memory (a few times the message size limit).
+/// Seals running at once. Sealing parses each message into memory (at most
+/// `spool::attachments::MAX_EXTRACT_SIZE`), so this bounds that memory.
 const CONCURRENT_SEALS: usize = 4;
 /// Refused connections being answered and recorded at once.
 const CONCURRENT_REFUSALS: usize = 64;

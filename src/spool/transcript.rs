@@ -68,8 +68,15 @@ impl TranscriptWriter {
         self.out.flush()
     }
 
-    pub fn into_file(self) -> File {
-        self.out.into_file()
+    /// Lets the file be parked ([`BatchedFile::park`]).
+    pub fn reopenable(mut self, path: std::path::PathBuf) -> TranscriptWriter {
+        self.out = self.out.reopenable(path);
+        self
+    }
+
+    /// Writes what is pending and closes the file until the next record.
+    pub fn park(&mut self) -> io::Result<()> {
+        self.out.park()
     }
 
     /// Size and sha256 of what was written, unless a write failed.

@@ -182,8 +182,10 @@ impl Spool {
         let dir = self.incoming.join(&id);
         fs::DirBuilder::new().mode(0o700).create(&dir)?;
         let started = Instant::now();
-        let transcript = TranscriptWriter::new(create_new(&dir.join(TRANSCRIPT))?, started, &id)?;
-        let journal = BatchedFile::new(create_new(&dir.join(JOURNAL))?);
+        let transcript = TranscriptWriter::new(create_new(&dir.join(TRANSCRIPT))?, started, &id)?
+            .reopenable(dir.join(TRANSCRIPT));
+        let journal =
+            BatchedFile::new(create_new(&dir.join(JOURNAL))?).reopenable(dir.join(JOURNAL));
         let mut writer = SessionWriter {
             spool: Arc::clone(self),
             builder: ManifestBuilder::new(&id, &self.sensor),
@@ -375,7 +377,7 @@ impl SessionWriter {
         self.transcript.flush()?;
         let mut targets = Vec::with_capacity(5);
         targets.extend(message.map(Target::File));
-        targets.push(Target::File(self.journal.file().try_clone()?));
+        targets.push(Target::File(self.journal.handle()?));
         targets.push(Target::Dir(self.dir.join("messages")));
         if !self.dirs_synced {
             targets.push(Target::Dir(self.dir.clone()));
@@ -401,6 +403,17 @@ impl SessionWriter {
         }
         self.transcript.flush()?;
         self.journal.flush()
+    }
+
+    /// An idle session lets go of its open files and buffers (see
+    /// [`BatchedFile::park`]); they come back with the next batch. Not while
+    /// a message is open.
+    pub fn park(&mut self) -> io::Result<()> {
+        if self.message.is_some() {
+            return Ok(());
+        }
+        self.transcript.park()?;
+        self.journal.park()
     }
 
     /// Finishes a message cut short (disconnect, shutdown) so that what
@@ -525,7 +538,29 @@ fn prepare(
 /// attachment once under `attachments/<sha256>`.
 fn add_message_details(dir: &Path, manifest: &mut Manifest) -> io::Result<()> {
     let mut extraction_failed = false;
+    let mut not_extracted = false;
     for message in &mut manifest.messages {
+        if message.size > attachments::MAX_EXTRACT_SIZE {
+            // Parsing needs the message in memory: a big one would take as
+            // much. Its header block alone gives the headers; the message
+            // itself is kept whole, and the manifest says what was skipped.
+            match read_header_block(&dir.join(&message.file)) {
+                Ok(head) => {
+                    if let Ok(parsed) = attachments::extract(&head) {
+                        message.headers = parsed.headers;
+                    }
+                }
+                Err(_) => extraction_failed = true,
+            }
+            message.parse_error = Some(format!(
+                "message of {} bytes is over the extraction limit of {} bytes: headers read from \
+                 its header block, attachments not extracted (the message is stored whole)",
+                message.size,
+                attachments::MAX_EXTRACT_SIZE
+            ));
+            not_extracted = true;
+            continue;
+        }
         let eml = match read_capped(&dir.join(&message.file), message.size) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -576,6 +611,9 @@ fn add_message_details(dir: &Path, manifest: &mut Manifest) -> io::Result<()> {
     if extraction_failed {
         manifest.flags.push("extraction_failed".into());
     }
+    if not_extracted {
+        manifest.flags.push("attachments_not_extracted".into());
+    }
     Ok(())
 }
 
@@ -589,6 +627,25 @@ fn read_capped(path: &Path, expected: u64) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(expected as usize);
     file.take(expected + 1).read_to_end(&mut out)?;
     Ok(out)
+}
+
+/// The start of a message up to and including the blank line that ends its
+/// header block, read at most [`attachments::MAX_HEADER_BLOCK`] bytes far.
+fn read_header_block(path: &Path) -> io::Result<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut head = Vec::new();
+    file.take(attachments::MAX_HEADER_BLOCK as u64)
+        .read_to_end(&mut head)?;
+    let end = memchr::memmem::find(&head, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| memchr::memmem::find(&head, b"\n\n").map(|i| i + 2));
+    if let Some(end) = end {
+        head.truncate(end);
+    }
+    Ok(head)
 }
 
 /// Every regular file under `dir` (but the manifest), sorted, with size and
