@@ -127,8 +127,7 @@ class Aiosmtpd(Server):
 
     def start(self, work):
         here = os.path.dirname(os.path.abspath(__file__))
-        out = os.path.join(work, "aiosmtpd")
-        shutil.rmtree(out, ignore_errors=True)
+        out = os.path.join(work, f"aiosmtpd-{time.monotonic_ns()}")
         self.proc = subprocess.Popen(
             [self.python, os.path.join(here, "aiosmtpd_files.py"), str(self.port), out]
         )
@@ -141,8 +140,9 @@ class Latrine(Server):
         self.binary, self.extra = binary, extra
 
     def start(self, work):
-        spool = os.path.join(work, "latrine-spool")
-        shutil.rmtree(spool, ignore_errors=True)
+        # A fresh directory each run; old ones are removed at the end: ext4
+        # allocates inodes slowly next to many just deleted.
+        spool = os.path.join(work, f"latrine-spool-{time.monotonic_ns()}")
         self.log = open(os.path.join(work, "latrine.log"), "ab")
         self.proc = subprocess.Popen(
             [
@@ -252,6 +252,9 @@ def main():
                     server.stop()
                 rates.setdefault((load[0], server.name), []).append(rate)
                 log(f"rep {rep + 1}: {load[0]:38} {server.name:20} {rate:8.0f} msg/s")
+    for name in os.listdir(a.work):
+        if name.startswith(("latrine-spool-", "aiosmtpd-")):
+            shutil.rmtree(os.path.join(a.work, name), ignore_errors=True)
     for (load, server), values in rates.items():
         print(json.dumps({"bench": "throughput", "load": load, "server": server,
                           "rates": [round(v) for v in values],
