@@ -485,26 +485,28 @@ async fn shared_backlog(shared: &Shared) -> Option<tokio::sync::SemaphorePermit<
 }
 
 /// Seals a finished session. Reading messages for their attachments is
-/// bounded by the seal permits; waiting for the file system to be synced is
-/// not (it holds no memory to speak of), and is shared: one `syncfs` for all
-/// the sessions sealed meanwhile.
+/// bounded by the seal permits; waiting for the group commit is not (it holds
+/// no memory to speak of).
 pub(super) async fn seal(
     shared: &Shared,
     writer: SessionWriter,
     reason: EndReason,
     commands: u64,
 ) -> io::Result<std::path::PathBuf> {
-    let plan = {
+    let mut plan = {
         let _permit = shared.seal_permits.acquire().await;
         tokio::task::spawn_blocking(move || writer.close(reason, commands)?.prepare())
             .await
             .map_err(|e| io::Error::other(format!("sealing panicked: {e}")))??
     };
-    // Everything in the directory, the manifest last, is durable before the
-    // rename makes the session visible; then the rename itself.
-    shared.spool.sync_fs().await?;
+    // Everything in the directory, the manifest included, is durable before
+    // the rename makes the session visible; then the rename itself.
+    shared.spool.commit(plan.before_rename()).await?;
     let path = plan.rename()?;
-    shared.spool.sync_fs().await?;
+    shared
+        .spool
+        .commit(shared.spool.after_rename(&path))
+        .await?;
     Ok(path)
 }
 

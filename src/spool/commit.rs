@@ -1,9 +1,9 @@
 //! Group commit: many sessions' writes made durable together.
 //!
-//! A session whose message is about to be answered `250` hands its
-//! [`Target`]s to the [`GroupCommit`] and waits; it is answered once every one
-//! of its targets has been synced by a sync that *started after* it asked, or
-//! with the first error.
+//! A session whose message is about to be answered `250`, or that is about
+//! to be sealed, hands its [`Target`]s to the [`GroupCommit`] and waits; it is
+//! answered once every one of its targets has been synced by a sync that
+//! *started after* it asked, or with the first error.
 //!
 //! - **Directories are shared.** Every session's first message needs
 //!   `.incoming/` synced, every seal the day's directory. One sync of a
@@ -18,11 +18,10 @@
 //!   flushes issued one after another are not. With a journal, concurrent
 //!   `fsync`s join one journal commit.
 //!
-//! Sealing, which no client waits for, uses [`GroupCommit::sync_fs`] instead:
-//! one `syncfs(2)` for every session that asked while the previous one ran.
-//! It covers all of a session's files and directories in one call, but writes
-//! back every dirty page of the file system, other programs' too, so its time
-//! is not ours to bound: that is why a `250` never waits for it.
+//! `syncfs(2)` would cover a whole batch in one call, but it writes back every
+//! dirty page of the file system, other programs' too: measured here while
+//! another process wrote a 3 GB spool, sealing through `syncfs` halved the
+//! listener's rate. This committer syncs only the spool's own files.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -141,11 +140,9 @@ struct Inner {
     dir_waiters: AtomicUsize,
 }
 
-/// The committer: a pool of sync threads and the directories' state, and a
-/// `syncfs` batcher.
+/// The committer: a pool of sync threads and the directories' state.
 pub struct GroupCommit {
     inner: Arc<Inner>,
-    whole: Mutex<mpsc::Sender<Waiter>>,
 }
 
 /// Counters since the start.
@@ -158,23 +155,13 @@ pub struct Stats {
 }
 
 impl GroupCommit {
-    /// Starts `threads` sync threads, and the `syncfs` batcher for the file
-    /// system that holds `fs` (an open directory).
-    pub fn start(threads: usize, fs: File) -> io::Result<GroupCommit> {
-        let whole: SyncFn = Arc::new(move |_: &Target| {
-            use std::os::fd::AsRawFd;
-            // SAFETY: syncfs on a descriptor this closure owns.
-            match unsafe { libc::syncfs(fs.as_raw_fd()) } {
-                0 => Ok(()),
-                _ => Err(io::Error::last_os_error()),
-            }
-        });
-        GroupCommit::with_sync(threads, Arc::new(Target::sync), whole)
+    /// Starts `threads` sync threads that sync for real.
+    pub fn start(threads: usize) -> io::Result<GroupCommit> {
+        GroupCommit::with_sync(threads, Arc::new(Target::sync))
     }
 
-    /// Starts with sync functions of the caller's (tests): `sync` for
-    /// targets, `whole` for [`sync_fs`](Self::sync_fs).
-    pub fn with_sync(threads: usize, sync: SyncFn, whole: SyncFn) -> io::Result<GroupCommit> {
+    /// Starts with a sync function of the caller's (tests).
+    pub fn with_sync(threads: usize, sync: SyncFn) -> io::Result<GroupCommit> {
         let inner = Arc::new(Inner {
             queues: Mutex::new(Queues::default()),
             work: Condvar::new(),
@@ -190,27 +177,7 @@ impl GroupCommit {
                 .stack_size(128 * 1024)
                 .spawn(move || worker(&inner))?;
         }
-        let (tx, rx) = mpsc::channel::<Waiter>();
-        std::thread::Builder::new()
-            .name("latrine-syncfs".into())
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    batch.extend(rx.try_iter());
-                    let result = whole(&Target::Dir(PathBuf::new()));
-                    for waiter in batch {
-                        waiter.answer(match &result {
-                            Ok(()) => Ok(()),
-                            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-                        });
-                    }
-                }
-            })?;
-        Ok(GroupCommit {
-            inner,
-            whole: Mutex::new(tx),
-        })
+        Ok(GroupCommit { inner })
     }
 
     pub fn stats(&self) -> Stats {
@@ -239,32 +206,6 @@ impl GroupCommit {
         let (tx, rx) = mpsc::sync_channel(1);
         self.submit(targets, Waiter::Thread(tx));
         rx.recv().unwrap_or_else(|_| Err(stopped()))
-    }
-
-    /// Makes everything written to the file system so far durable:
-    /// resolves after a `syncfs` that started after this call.
-    pub async fn sync_fs(&self) -> io::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.submit_whole(Waiter::Task(tx));
-        rx.await.unwrap_or_else(|_| Err(stopped()))
-    }
-
-    /// [`sync_fs`](Self::sync_fs), blocking the calling thread.
-    pub fn sync_fs_blocking(&self) -> io::Result<()> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.submit_whole(Waiter::Thread(tx));
-        rx.recv().unwrap_or_else(|_| Err(stopped()))
-    }
-
-    fn submit_whole(&self, waiter: Waiter) {
-        let sent = self
-            .whole
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(waiter);
-        if let Err(mpsc::SendError(waiter)) = sent {
-            waiter.answer(Err(stopped()));
-        }
     }
 
     fn submit(&self, targets: Vec<Target>, waiter: Waiter) {
@@ -420,7 +361,7 @@ mod tests {
     #[test]
     fn waiters_are_answered_after_their_syncs_and_share_directory_syncs() {
         let (gate, sync) = gated(None);
-        let commit = Arc::new(GroupCommit::with_sync(4, sync, no_whole()).unwrap());
+        let commit = Arc::new(GroupCommit::with_sync(4, sync).unwrap());
         let mut waiters = Vec::new();
         for i in 0..11 {
             let commit = Arc::clone(&commit);
@@ -469,40 +410,11 @@ mod tests {
 
     use std::path::Path;
 
-    fn no_whole() -> SyncFn {
-        Arc::new(|_: &Target| Err(io::Error::other("not expected")))
-    }
-
-    #[test]
-    fn sync_fs_serves_everyone_who_asked_while_the_last_one_ran() {
-        let (gate, whole) = gated(None);
-        let (_, sync) = gated(None);
-        let commit = Arc::new(GroupCommit::with_sync(1, sync, whole).unwrap());
-        let mut waiters = Vec::new();
-        for i in 0..9 {
-            let commit = Arc::clone(&commit);
-            waiters.push(std::thread::spawn(move || commit.sync_fs_blocking()));
-            if i == 0 {
-                while gate.calls.load(Ordering::SeqCst) < 1 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(waiters.iter().all(|w| !w.is_finished()));
-        gate.open.store(true, Ordering::SeqCst);
-        for w in waiters {
-            w.join().unwrap().unwrap();
-        }
-        // The held call, then one for the eight that came during it.
-        assert_eq!(gate.calls.load(Ordering::SeqCst), 2);
-    }
-
     #[test]
     fn a_failed_sync_fails_exactly_the_requests_that_needed_it() {
         let (gate, sync) = gated(Some("bad/1.eml"));
         gate.open.store(true, Ordering::SeqCst);
-        let commit = GroupCommit::with_sync(2, sync, no_whole()).unwrap();
+        let commit = GroupCommit::with_sync(2, sync).unwrap();
         let bad = commit.commit_blocking(vec![
             Target::FilePath("bad/1.eml".into()),
             Target::Dir("incoming".into()),
@@ -520,7 +432,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"x").unwrap();
-        let commit = GroupCommit::start(2, File::open(dir.path()).unwrap()).unwrap();
+        let commit = GroupCommit::start(2).unwrap();
         commit
             .commit_blocking(vec![
                 Target::File(File::open(&path).unwrap()),
@@ -528,7 +440,6 @@ mod tests {
                 Target::Dir(dir.path().to_path_buf()),
             ])
             .unwrap();
-        commit.sync_fs_blocking().unwrap();
         // A missing file is an error, not a silent success.
         assert!(
             commit

@@ -34,11 +34,12 @@
 //!   written. These syncs are group-committed ([`commit`]): a directory shared
 //!   by many sessions is synced once for all the sessions that asked while
 //!   its previous sync ran, and files are synced concurrently, so that their
-//!   disk-cache flushes merge. Sealing then makes everything in the session
-//!   directory durable (one `syncfs(2)` shared by all the sessions sealed
-//!   meanwhile) before the rename, and the rename after it. With `--no-fsync`
-//!   nothing is synced: a crash of latrine loses nothing written, a power
-//!   cut may.
+//!   disk-cache flushes merge. Sealing, through the same committer, makes
+//!   what is not yet durable in the session directory (transcript, journal,
+//!   manifest, attachments, unacknowledged messages, the directories that
+//!   gained entries) durable before the rename, and the rename after it.
+//!   With `--no-fsync` nothing is synced: a crash of latrine loses nothing
+//!   written, a power cut may.
 //! - **Crash recovery.** At start, every directory left in `.incoming/` is
 //!   sealed with `end_reason: "recovered"` and the flag `recovered`, from its
 //!   journal and files. Nothing is deleted.

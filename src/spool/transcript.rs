@@ -74,6 +74,11 @@ impl TranscriptWriter {
         self
     }
 
+    /// A second handle to the file (to sync it elsewhere).
+    pub fn handle(&mut self) -> io::Result<File> {
+        self.out.handle()
+    }
+
     /// Writes what is pending and closes the file until the next record.
     pub fn park(&mut self) -> io::Result<()> {
         self.out.park()

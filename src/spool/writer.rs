@@ -42,6 +42,8 @@ pub struct Spool {
     committer: Option<GroupCommit>,
     /// The last directory sessions were sealed into, known to exist.
     sealed_parent: Mutex<Option<PathBuf>>,
+    /// The last one whose parents' entries were synced.
+    parents_synced: Mutex<Option<PathBuf>>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -62,13 +64,6 @@ pub fn create_new(path: &Path) -> io::Result<File> {
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-}
-
-fn open_dir(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(path)
 }
 
@@ -107,7 +102,7 @@ impl Spool {
         let incoming = root.join(INCOMING);
         create_dirs(&incoming)?;
         let committer = match durability {
-            Durability::Fsync => Some(GroupCommit::start(SYNC_THREADS, open_dir(root)?)?),
+            Durability::Fsync => Some(GroupCommit::start(SYNC_THREADS)?),
             Durability::None => None,
         };
         Ok(Spool {
@@ -117,6 +112,7 @@ impl Spool {
             durability,
             committer,
             sealed_parent: Mutex::new(None),
+            parents_synced: Mutex::new(None),
         })
     }
 
@@ -130,22 +126,39 @@ impl Spool {
         }
     }
 
-    /// Makes everything written so far durable, with one `syncfs` shared by
-    /// every session that asks meanwhile (sealing). Without fsync, resolves
-    /// at once.
-    pub async fn sync_fs(&self) -> io::Result<()> {
+    /// [`commit`](Self::commit) from a blocking thread.
+    pub fn commit_blocking(&self, targets: Vec<Target>) -> io::Result<()> {
         match &self.committer {
-            Some(c) => c.sync_fs().await,
+            Some(c) => c.commit_blocking(targets),
             None => Ok(()),
         }
     }
 
-    /// [`sync_fs`](Self::sync_fs) from a blocking thread.
-    pub fn sync_fs_blocking(&self) -> io::Result<()> {
-        match &self.committer {
-            Some(c) => c.sync_fs_blocking(),
-            None => Ok(()),
+    /// What a rename into `sealed` changed: the entries of its parent and of
+    /// `.incoming`; the first time in a process, the parent's own parents up
+    /// to the spool's root too (they may just have been made).
+    pub fn after_rename(&self, sealed: &Path) -> Vec<Target> {
+        if self.durability == Durability::None {
+            return Vec::new();
         }
+        let parent = sealed.parent().unwrap_or(&self.root);
+        let mut targets = vec![
+            Target::Dir(parent.to_path_buf()),
+            Target::Dir(self.incoming.clone()),
+        ];
+        let mut synced = self
+            .parents_synced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if synced.as_deref() != Some(parent) {
+            let mut up = parent;
+            while let Some(p) = up.parent().filter(|_| up != self.root) {
+                targets.push(Target::Dir(p.to_path_buf()));
+                up = p;
+            }
+            *synced = Some(parent.to_path_buf());
+        }
+        targets
     }
 
     /// The group commit's counters, when fsync is on.
@@ -437,21 +450,26 @@ impl SessionWriter {
         if let Some((size, sha256)) = self.journal.digest() {
             known.push((JOURNAL.to_string(), size, sha256));
         }
+        let open = match self.spool.durability {
+            Durability::Fsync => vec![self.transcript.handle()?, self.journal.handle()?],
+            Durability::None => Vec::new(),
+        };
         Ok(Closed {
             spool: self.spool,
             dir: self.dir,
             builder: self.builder,
             known,
+            open,
         })
     }
 
     /// Ends the session and seals it, blocking (tests, tools).
     pub fn close_and_seal(self, reason: EndReason, commands: u64) -> io::Result<PathBuf> {
         let spool = Arc::clone(&self.spool);
-        let plan = self.close(reason, commands)?.prepare()?;
-        spool.sync_fs_blocking()?;
+        let mut plan = self.close(reason, commands)?.prepare()?;
+        spool.commit_blocking(plan.before_rename())?;
         let path = plan.rename()?;
-        spool.sync_fs_blocking()?;
+        spool.commit_blocking(spool.after_rename(&path))?;
         Ok(path)
     }
 }
@@ -463,6 +481,8 @@ pub struct Closed {
     builder: ManifestBuilder,
     /// Files whose size and sha256 were computed while writing them.
     known: Vec<(String, u64, String)>,
+    /// The transcript and journal, open, to be synced before the rename.
+    open: Vec<File>,
 }
 
 impl Closed {
@@ -470,19 +490,27 @@ impl Closed {
     /// `manifest.json` last. Blocking; reads each message (bounded, see
     /// [`attachments::MAX_EXTRACT_SIZE`]).
     pub fn prepare(self) -> io::Result<SealPlan> {
-        prepare(self.spool, self.dir, self.builder, &self.known)
+        prepare(self.spool, self.dir, self.builder, &self.known, self.open)
     }
 }
 
-/// A session directory whose manifest is written. With fsync on, make it
-/// durable ([`Spool::sync_fs`]) before the [`rename`](Self::rename), and
-/// the rename after it.
+/// A session directory whose manifest is written. With fsync on, sync
+/// [`before_rename`](Self::before_rename), [`rename`](Self::rename), then
+/// sync [`Spool::after_rename`].
 pub struct SealPlan {
     dir: PathBuf,
     target: PathBuf,
+    sync: Vec<Target>,
 }
 
 impl SealPlan {
+    /// What is not yet durable in the session directory: the transcript,
+    /// the journal, the manifest, new attachments, messages not synced for a
+    /// `250`, and the directories that gained entries.
+    pub fn before_rename(&mut self) -> Vec<Target> {
+        std::mem::take(&mut self.sync)
+    }
+
     /// Moves the session into place: it is sealed. Fails, leaving it in
     /// `.incoming` for recovery, if the place is taken.
     pub fn rename(self) -> io::Result<PathBuf> {
@@ -502,10 +530,16 @@ impl SealPlan {
 /// makes it all durable, then renames the directory into place. Until the
 /// rename, readers never see the session. Blocking.
 pub fn seal(spool: &Arc<Spool>, dir: &Path, builder: ManifestBuilder) -> io::Result<PathBuf> {
-    let plan = prepare(Arc::clone(spool), dir.to_path_buf(), builder, &[])?;
-    spool.sync_fs_blocking()?;
+    let mut plan = prepare(
+        Arc::clone(spool),
+        dir.to_path_buf(),
+        builder,
+        &[],
+        Vec::new(),
+    )?;
+    spool.commit_blocking(plan.before_rename())?;
     let path = plan.rename()?;
-    spool.sync_fs_blocking()?;
+    spool.commit_blocking(spool.after_rename(&path))?;
     Ok(path)
 }
 
@@ -514,11 +548,44 @@ fn prepare(
     dir: PathBuf,
     builder: ManifestBuilder,
     known: &[(String, u64, String)],
+    open: Vec<File>,
 ) -> io::Result<SealPlan> {
+    let durable = spool.durability == Durability::Fsync;
     let mut manifest = builder.finish();
     add_message_details(&dir, &mut manifest)?;
     manifest.files = list_files(&dir, &manifest, known)?;
-    create_new(&dir.join(MANIFEST))?.write_all(&manifest.to_json())?;
+    let mut out = create_new(&dir.join(MANIFEST))?;
+    out.write_all(&manifest.to_json())?;
+    let mut sync = Vec::new();
+    if durable {
+        let has_open = !open.is_empty();
+        sync.extend(open.into_iter().map(Target::File));
+        sync.push(Target::File(out));
+        let mut unsynced_message = false;
+        for file in &manifest.files {
+            // Accepted messages were synced before their 250.
+            let acked = manifest
+                .messages
+                .iter()
+                .any(|m| m.accepted && m.file == file.path);
+            let open = has_open && (file.path == TRANSCRIPT || file.path == JOURNAL);
+            if !acked && !open {
+                unsynced_message |= file.path.starts_with("messages/");
+                sync.push(Target::FilePath(dir.join(&file.path)));
+            }
+        }
+        if unsynced_message {
+            sync.push(Target::Dir(dir.join("messages")));
+        }
+        if manifest
+            .files
+            .iter()
+            .any(|f| f.path.starts_with("attachments/"))
+        {
+            sync.push(Target::Dir(dir.join("attachments")));
+        }
+        sync.push(Target::Dir(dir.clone()));
+    }
     let target = spool.sealed_dir(&manifest.sensor, &manifest.started_at, &manifest.session_id);
     let parent = target.parent().unwrap_or(spool.root());
     // The day's directory is made once, not looked up for every session.
@@ -531,7 +598,7 @@ fn prepare(
         *made = Some(parent.to_path_buf());
     }
     drop(made);
-    Ok(SealPlan { dir, target })
+    Ok(SealPlan { dir, target, sync })
 }
 
 /// Parses each stored message for headers and attachments and stores every
