@@ -389,7 +389,10 @@ impl SessionWriter {
         self.journal.flush()?;
         self.transcript.flush()?;
         let mut targets = Vec::with_capacity(5);
-        targets.extend(message.map(Target::File));
+        // Without the message's file there is nothing to vouch for.
+        targets.push(Target::File(
+            message.ok_or_else(|| io::Error::other("message file not open"))?,
+        ));
         targets.push(Target::File(self.journal.handle()?));
         targets.push(Target::Dir(self.dir.join("messages")));
         if !self.dirs_synced {
@@ -563,11 +566,13 @@ fn prepare(
         sync.push(Target::File(out));
         let mut unsynced_message = false;
         for file in &manifest.files {
-            // Accepted messages were synced before their 250.
-            let acked = manifest
-                .messages
-                .iter()
-                .any(|m| m.accepted && m.file == file.path);
+            // Accepted messages were synced before their 250 (by this
+            // process: recovery, with nothing open, syncs everything).
+            let acked = has_open
+                && manifest
+                    .messages
+                    .iter()
+                    .any(|m| m.accepted && m.file == file.path);
             let open = has_open && (file.path == TRANSCRIPT || file.path == JOURNAL);
             if !acked && !open {
                 unsynced_message |= file.path.starts_with("messages/");
