@@ -20,6 +20,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
+/// Quiet time after which a session parks its files (one descriptor per
+/// idle connection, not three).
+const PARK_AFTER: Duration = Duration::from_secs(2);
+
 /// Longest TLS handshake allowed (also bounded by the idle timeout).
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(60);
 
@@ -81,25 +85,25 @@ impl Connection {
             }
         }
         let commands = session.commands();
-        let shared = Arc::clone(&self.shared);
         let id = writer.id().to_string();
-        let _permit = shared.seal_permits.acquire().await;
-        match tokio::task::spawn_blocking(move || writer.close_and_seal(reason, commands)).await {
-            Ok(Ok(path)) => tracing::info!(
+        // The client is gone: its socket closes and its slot is freed for
+        // another client once the session has a place among those waiting
+        // to be sealed (as many as there may be connections).
+        drop(self.transport);
+        let _waiting = shared_backlog(&self.shared).await;
+        drop(self.slot);
+        match Box::pin(seal(&self.shared, writer, reason, commands)).await {
+            Ok(path) => tracing::info!(
                 session = %id,
                 client = %self.peer,
                 reason = ?reason,
                 "sealed {}",
                 path.display()
             ),
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::error!(session = %id, "sealing failed, left in .incoming for recovery: {e}")
             }
-            Err(e) => {
-                tracing::error!(session = %id, "sealing panicked, left in .incoming for recovery: {e}")
-            }
         }
-        drop(self.slot);
         drop(self.done);
     }
 
@@ -124,30 +128,54 @@ impl Connection {
     ) -> EndReason {
         let limits = self.shared.limits.clone();
         let deadline = Instant::now() + limits.session_timeout;
-        if self.policy.implicit_tls && !self.start_tls(writer, "implicit").await {
+        if self.policy.implicit_tls && !Box::pin(self.start_tls(writer, "implicit")).await {
             return EndReason::TlsFailed;
         }
-        if self.send(writer, &session.greeting()).await.is_err() {
+        if Box::pin(self.send(writer, &session.greeting()))
+            .await
+            .is_err()
+        {
             return EndReason::ClientClosed;
         }
         loop {
             let wait_until = deadline.min(Instant::now() + limits.idle_timeout);
-            let read = tokio::select! {
-                biased;
-                _ = self.shutdown.recv() => {
-                    let reply = session.render(&self.policy.persona.replies.shutdown, b"");
-                    let _ = self.send(writer, &reply).await;
-                    return EndReason::Shutdown;
+            let mut parked = false;
+            let read = loop {
+                // A client quiet for PARK_AFTER gives back its files and
+                // buffers until it speaks again.
+                let until = if parked {
+                    wait_until
+                } else {
+                    wait_until.min(Instant::now() + PARK_AFTER)
+                };
+                let read = tokio::select! {
+                    biased;
+                    _ = self.shutdown.recv() => {
+                        let reply = session.render(&self.policy.persona.replies.shutdown, b"");
+                        let _ = Box::pin(self.send(writer, &reply)).await;
+                        return EndReason::Shutdown;
+                    }
+                    read = timeout_at(until, self.transport.read(input)) => read,
+                };
+                match read {
+                    Err(_) if !parked && Instant::now() < wait_until => {
+                        if let Err(e) = writer.park() {
+                            tracing::warn!(session = writer.id(), "transcript write failed: {e}");
+                        }
+                        parked = true;
+                    }
+                    read => break read,
                 }
-                read = timeout_at(wait_until, self.transport.read(input)) => read,
             };
             match read {
                 Ok(Ok(0)) | Ok(Err(_)) => return EndReason::ClientClosed,
                 Ok(Ok(_)) => {}
-                Err(_) => return self.time_is_up(writer, session, deadline).await,
+                Err(_) => return Box::pin(self.time_is_up(writer, session, deadline)).await,
             }
             session.set_storage_full(self.shared.storage.is_full());
-            let next = self.handle_input(input, writer, session, deadline).await;
+            // Boxed, as the other rare or large steps: the future of an idle
+            // connection then holds only the wait for input (about 1 KiB).
+            let next = Box::pin(self.handle_input(input, writer, session, deadline)).await;
             if input.capacity() > 4 * READ_SIZE && input.len() < READ_SIZE {
                 input.shrink_to(READ_SIZE);
             }
@@ -155,7 +183,7 @@ impl Connection {
                 Next::Continue => {}
                 Next::Close(reason) => return reason,
                 Next::StartTls => {
-                    if !self.start_tls(writer, "starttls").await {
+                    if !Box::pin(self.start_tls(writer, "starttls")).await {
                         return EndReason::TlsFailed;
                     }
                 }
@@ -401,12 +429,15 @@ impl Connection {
         stored.reply = Some(reply_text(&reply));
         record_event(writer, Event::MessageStored(stored.clone()));
         if stored.accepted && self.shared.spool.durability() == Durability::Fsync {
-            let synced = match writer.sync_targets() {
-                Ok(targets) => tokio::task::spawn_blocking(move || targets.sync(file.as_ref()))
-                    .await
-                    .unwrap_or_else(|e| Err(io::Error::other(e.to_string()))),
+            // Group commit: the 250 waits for a sync that covers this
+            // message, its journal entry and their directory entries.
+            let synced = match writer.sync_targets(file) {
+                Ok(targets) => self.shared.spool.commit(targets).await,
                 Err(e) => Err(e),
             };
+            if synced.is_ok() {
+                writer.synced();
+            }
             if let Err(e) = synced {
                 tracing::error!(session = writer.id(), "fsync failed, answering 451: {e}");
                 reply = session.render(&self.policy.persona.replies.storage_error, b"");
@@ -440,6 +471,36 @@ impl Connection {
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
         }
     }
+}
+
+async fn shared_backlog(shared: &Shared) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    shared.seal_backlog.acquire().await.ok()
+}
+
+/// Seals a finished session. Reading messages for their attachments is
+/// bounded by the seal permits; waiting for the group commit is not (it holds
+/// no memory to speak of).
+pub(super) async fn seal(
+    shared: &Shared,
+    writer: SessionWriter,
+    reason: EndReason,
+    commands: u64,
+) -> io::Result<std::path::PathBuf> {
+    let mut plan = {
+        let _permit = shared.seal_permits.acquire().await;
+        tokio::task::spawn_blocking(move || writer.close(reason, commands)?.prepare())
+            .await
+            .map_err(|e| io::Error::other(format!("sealing panicked: {e}")))??
+    };
+    // Everything in the directory, the manifest included, is durable before
+    // the rename makes the session visible; then the rename itself.
+    shared.spool.commit(plan.before_rename()).await?;
+    let path = plan.rename()?;
+    shared
+        .spool
+        .commit(shared.spool.after_rename(&path))
+        .await?;
+    Ok(path)
 }
 
 /// Creates the session's directory and records the connection. The client's

@@ -104,9 +104,8 @@ impl Listener {
                 let _ = writer.record(Event::Limit {
                     limit: refusal.limit_name().into(),
                 });
-                let _ =
-                    tokio::task::spawn_blocking(move || writer.close_and_seal(EndReason::Limit, 0))
-                        .await;
+                drop(socket);
+                let _ = super::connection::seal(&shared, writer, EndReason::Limit, 0).await;
             }
             drop(permit);
             drop(done);

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 
-/// Seals running at once. Sealing parses each message into memory, so this
-/// bounds that memory (a few times the message size limit).
+/// Seals running at once. Sealing parses each message into memory (at most
+/// `spool::attachments::MAX_EXTRACT_SIZE`), so this bounds that memory.
 const CONCURRENT_SEALS: usize = 4;
 /// Refused connections being answered and recorded at once.
 const CONCURRENT_REFUSALS: usize = 64;
@@ -44,6 +44,8 @@ pub struct Shared {
     pub limits: Limits,
     pub connections: Arc<ConnectionLimits>,
     pub seal_permits: Semaphore,
+    /// Ended sessions waiting to be sealed (their clients' slots are free).
+    pub seal_backlog: Semaphore,
     pub refusal_permits: Arc<Semaphore>,
     /// Whether the spool is short of space (MAIL gets 452).
     pub storage: Arc<storage::StorageGauge>,
@@ -79,6 +81,7 @@ pub async fn start(
         Durability::None
     };
     let spool = Spool::open(&config.spool, &config.sensor, durability)
+        .map(Arc::new)
         .map_err(|e| StartError(format!("cannot open spool {}: {e}", config.spool.display())))?;
     let recovered = recover::recover(&spool)
         .map_err(|e| StartError(format!("cannot read {}: {e}", spool.incoming().display())))?;
@@ -120,7 +123,7 @@ pub async fn start(
         auth: AuthOffer::Never,
     };
     let shared = Arc::new(Shared {
-        spool: Arc::new(spool),
+        spool,
         tls: tls.clone(),
         auth: auth_policy::AuthJudge::new(config.auth_policy),
         events,
@@ -131,6 +134,7 @@ pub async fn start(
             config.limits.max_connections_per_ip,
         ),
         seal_permits: Semaphore::new(CONCURRENT_SEALS),
+        seal_backlog: Semaphore::new(config.limits.max_connections),
         refusal_permits: Arc::new(Semaphore::new(CONCURRENT_REFUSALS)),
         storage: Arc::new(storage::StorageGauge::default()),
     });
@@ -189,6 +193,7 @@ pub async fn start(
         tokio::spawn(listener.run());
     }
     drop(done_tx);
+    let shared_at_end = Arc::clone(&shared);
     let serve = async move {
         shutdown.await;
         tracing::info!("shutting down: telling clients 421 and sealing open sessions");
@@ -196,6 +201,13 @@ pub async fn start(
         // Every listener and connection holds a sender; all dropped = all sealed.
         let _ = done_rx.recv().await;
         tracing::info!("all sessions sealed");
+        if let Some(stats) = shared_at_end.spool.commit_stats() {
+            tracing::info!(
+                "group commit: {} directory syncs served {} requests",
+                stats.dir_syncs,
+                stats.dir_waiters
+            );
+        }
     };
     Ok(Running {
         addresses,

@@ -15,6 +15,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 pub const MAX_DEPTH: u32 = 8;
 /// Attachments extracted from one message; the rest are counted, not stored.
 pub const MAX_ATTACHMENTS: usize = 1000;
+/// Messages bigger than this are not parsed whole when sealed (parsing holds
+/// the message in memory): their headers are read from the header block
+/// alone and their attachments are not extracted (flag
+/// `attachments_not_extracted`). Above the default message size limit.
+pub const MAX_EXTRACT_SIZE: u64 = 32 << 20;
+/// How far into a big message its header block is looked for.
+pub const MAX_HEADER_BLOCK: usize = 1 << 20;
 /// Longest header value kept in the manifest, in characters.
 const MAX_HEADER_CHARS: usize = 2048;
 

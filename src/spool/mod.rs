@@ -30,8 +30,19 @@
 //!   never replaces a directory; a link there (or a linked `.incoming`)
 //!   stops the seal or the start, with the path in the error.
 //! - **Durability.** With `fsync` on (the default), the reply `250` to a
-//!   message is sent only after the message file, the journal and their
-//!   directories are fsynced; the manifest is fsynced before the rename.
+//!   message is sent only after the message file, the journal (which records
+//!   the message) and the directory entries that lead to them
+//!   (`messages/`, the session directory, `.incoming/`) are durable: each was
+//!   synced by an `fdatasync`/`fsync` that *started after* the message was
+//!   written. These syncs are group-committed ([`commit`]): a directory shared
+//!   by many sessions is synced once for all the sessions that asked while
+//!   its previous sync ran, and files are synced concurrently, so that their
+//!   disk-cache flushes merge. Sealing, through the same committer, makes
+//!   what is not yet durable in the session directory (transcript, journal,
+//!   manifest, attachments, unacknowledged messages, the directories that
+//!   gained entries) durable before the rename, and the rename after it.
+//!   With `--no-fsync` nothing is synced: a crash of latrine loses nothing
+//!   written, a power cut may.
 //! - **Crash recovery.** At start, every directory left in `.incoming/` is
 //!   sealed with `end_reason: "recovered"` and the flag `recovered`, from its
 //!   journal and files. Nothing is deleted.
@@ -100,7 +111,7 @@
 //! | `limits_hit` | limits the session reached: `message_size`, `recipients`, `line_length`, `errors`, `idle_timeout`, `session_time`, ... |
 //! | `messages` | see below |
 //! | `files` | `{path, size, sha256}` for every file in the directory but `manifest.json` |
-//! | `flags` | `starttls_injection`, `recovered`, `journal_damaged`, `journal_missing`, `manifest_partial`, `extraction_failed` |
+//! | `flags` | `starttls_injection`, `recovered`, `journal_damaged`, `journal_missing`, `manifest_partial`, `extraction_failed`, `attachments_not_extracted` (a message over 32 MiB: headers from its header block only, see its `parse_error`) |
 //!
 //! Each message: `index`, `file`, `size` and `sha256` (of the file),
 //! `mail_from`, `mail_params`, `rcpt_to` (list), `received_at`,
@@ -122,6 +133,7 @@
 
 pub mod attachments;
 pub mod batched;
+pub mod commit;
 pub mod manifest;
 mod nofollow;
 pub mod recover;

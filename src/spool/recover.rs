@@ -13,6 +13,7 @@ use crate::events::{EndReason, Event, EventRecord, StoredMessage, Truncation};
 use std::fs;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Outcome of recovering one directory.
 #[derive(Debug)]
@@ -22,7 +23,7 @@ pub struct Recovered {
 }
 
 /// Seals every session left in `.incoming`. Call before accepting connections.
-pub fn recover(spool: &Spool) -> io::Result<Vec<Recovered>> {
+pub fn recover(spool: &Arc<Spool>) -> io::Result<Vec<Recovered>> {
     let mut out = Vec::new();
     let mut dirs: Vec<PathBuf> = Vec::new();
     for entry in fs::read_dir(spool.incoming())? {
@@ -43,7 +44,7 @@ pub fn recover(spool: &Spool) -> io::Result<Vec<Recovered>> {
     Ok(out)
 }
 
-fn recover_one(spool: &Spool, dir: &Path) -> io::Result<PathBuf> {
+fn recover_one(spool: &Arc<Spool>, dir: &Path) -> io::Result<PathBuf> {
     let id = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

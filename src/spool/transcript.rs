@@ -67,6 +67,27 @@ impl TranscriptWriter {
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+
+    /// Lets the file be parked ([`BatchedFile::park`]).
+    pub fn reopenable(mut self, path: std::path::PathBuf) -> TranscriptWriter {
+        self.out = self.out.reopenable(path);
+        self
+    }
+
+    /// A second handle to the file (to sync it elsewhere).
+    pub fn handle(&mut self) -> io::Result<File> {
+        self.out.handle()
+    }
+
+    /// Writes what is pending and closes the file until the next record.
+    pub fn park(&mut self) -> io::Result<()> {
+        self.out.park()
+    }
+
+    /// Size and sha256 of what was written, unless a write failed.
+    pub fn digest(&self) -> Option<(u64, String)> {
+        self.out.digest()
+    }
 }
 
 /// One parsed transcript record.

@@ -2,6 +2,7 @@
 
 use super::attachments;
 use super::batched::BatchedFile;
+use super::commit::{GroupCommit, SYNC_THREADS, Target};
 use super::manifest::{AttachmentRecord, FileRecord, Manifest, ManifestBuilder};
 use super::transcript::TranscriptWriter;
 use crate::escape::hex;
@@ -13,7 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use time::OffsetDateTime;
 
@@ -32,12 +33,25 @@ pub enum Durability {
 }
 
 /// A spool directory, as the listener writes it.
-#[derive(Debug)]
 pub struct Spool {
     root: PathBuf,
     incoming: PathBuf,
     sensor: String,
     durability: Durability,
+    /// Syncs many sessions' files together (with [`Durability::Fsync`]).
+    committer: Option<GroupCommit>,
+    /// The last directory sessions were sealed into whose parents' entries were synced.
+    parents_synced: Mutex<Option<PathBuf>>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("root", &self.root)
+            .field("sensor", &self.sensor)
+            .field("durability", &self.durability)
+            .finish()
+    }
 }
 
 /// Creates a file that must not exist yet, without following a symlink,
@@ -57,10 +71,6 @@ pub fn create_dirs(path: &Path) -> io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(path)
-}
-
-fn sync_dir(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()
 }
 
 /// A fresh session id: UTC start time to the microsecond, then 64 random
@@ -96,12 +106,68 @@ impl Spool {
                 incoming.display()
             )));
         }
+        let committer = match durability {
+            Durability::Fsync => Some(GroupCommit::start(SYNC_THREADS)?),
+            Durability::None => None,
+        };
         Ok(Spool {
             root: root.to_path_buf(),
             incoming,
             sensor: sensor.to_string(),
             durability,
+            committer,
+            parents_synced: Mutex::new(None),
         })
+    }
+
+    /// Makes `targets` durable together with other sessions' (group
+    /// commit); resolves once syncs covering all of them have completed.
+    /// Without fsync, resolves at once.
+    pub async fn commit(&self, targets: Vec<Target>) -> io::Result<()> {
+        match &self.committer {
+            Some(c) => c.commit(targets).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`commit`](Self::commit) from a blocking thread.
+    pub fn commit_blocking(&self, targets: Vec<Target>) -> io::Result<()> {
+        match &self.committer {
+            Some(c) => c.commit_blocking(targets),
+            None => Ok(()),
+        }
+    }
+
+    /// What a rename into `sealed` changed: the entries of its parent and of
+    /// `.incoming`; the first time in a process, the parent's own parents up
+    /// to the spool's root too (they may just have been made).
+    pub fn after_rename(&self, sealed: &Path) -> Vec<Target> {
+        if self.durability == Durability::None {
+            return Vec::new();
+        }
+        let parent = sealed.parent().unwrap_or(&self.root);
+        let mut targets = vec![
+            Target::Dir(parent.to_path_buf()),
+            Target::Dir(self.incoming.clone()),
+        ];
+        let mut synced = self
+            .parents_synced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if synced.as_deref() != Some(parent) {
+            let mut up = parent;
+            while let Some(p) = up.parent().filter(|_| up != self.root) {
+                targets.push(Target::Dir(p.to_path_buf()));
+                up = p;
+            }
+            *synced = Some(parent.to_path_buf());
+        }
+        targets
+    }
+
+    /// The group commit's counters, when fsync is on.
+    pub fn commit_stats(&self) -> Option<super::commit::Stats> {
+        self.committer.as_ref().map(GroupCommit::stats)
     }
 
     pub fn root(&self) -> &Path {
@@ -133,8 +199,10 @@ impl Spool {
         let dir = self.incoming.join(&id);
         fs::DirBuilder::new().mode(0o700).create(&dir)?;
         let started = Instant::now();
-        let transcript = TranscriptWriter::new(create_new(&dir.join(TRANSCRIPT))?, started, &id)?;
-        let journal = BatchedFile::new(create_new(&dir.join(JOURNAL))?);
+        let transcript = TranscriptWriter::new(create_new(&dir.join(TRANSCRIPT))?, started, &id)?
+            .reopenable(dir.join(TRANSCRIPT));
+        let journal =
+            BatchedFile::new(create_new(&dir.join(JOURNAL))?).reopenable(dir.join(JOURNAL));
         let mut writer = SessionWriter {
             spool: Arc::clone(self),
             builder: ManifestBuilder::new(&id, &self.sensor),
@@ -327,20 +395,28 @@ impl SessionWriter {
     }
 
     /// What a durable acknowledgement of the message needs synced: the
-    /// message file, the journal, and (first time) the directories that hold them.
-    pub fn sync_targets(&mut self) -> io::Result<SyncTargets> {
+    /// message file, the journal (which records it), and the directories
+    /// that hold them (the session's own the first time).
+    pub fn sync_targets(&mut self, message: Option<File>) -> io::Result<Vec<Target>> {
         self.journal.flush()?;
         self.transcript.flush()?;
-        let mut dirs = vec![self.dir.join("messages")];
+        let mut targets = Vec::with_capacity(5);
+        // Without the message's file there is nothing to vouch for.
+        targets.push(Target::File(
+            message.ok_or_else(|| io::Error::other("message file not open"))?,
+        ));
+        targets.push(Target::File(self.journal.handle()?));
+        targets.push(Target::Dir(self.dir.join("messages")));
         if !self.dirs_synced {
-            dirs.push(self.dir.clone());
-            dirs.push(self.spool.incoming.clone());
-            self.dirs_synced = true;
+            targets.push(Target::Dir(self.dir.clone()));
+            targets.push(Target::Dir(self.spool.incoming.clone()));
         }
-        Ok(SyncTargets {
-            journal: self.journal.file().try_clone()?,
-            dirs,
-        })
+        Ok(targets)
+    }
+
+    /// Says that the targets of [`sync_targets`](Self::sync_targets) were synced.
+    pub fn synced(&mut self) {
+        self.dirs_synced = true;
     }
 
     /// Hands buffered transcript, journal and message bytes to the OS, so
@@ -357,6 +433,17 @@ impl SessionWriter {
         self.journal.flush()
     }
 
+    /// An idle session lets go of its open files and buffers (see
+    /// [`BatchedFile::park`]); they come back with the next batch. Not while
+    /// a message is open.
+    pub fn park(&mut self) -> io::Result<()> {
+        if self.message.is_some() {
+            return Ok(());
+        }
+        self.transcript.park()?;
+        self.journal.park()
+    }
+
     /// Finishes a message cut short (disconnect, shutdown) so that what
     /// arrived is kept and marked.
     pub fn abandon_message(&mut self, mut stored: StoredMessage) -> io::Result<()> {
@@ -366,76 +453,202 @@ impl SessionWriter {
         self.record(Event::MessageStored(stored))
     }
 
-    /// Ends the session: records `session.closed` and seals. Blocking.
-    pub fn close_and_seal(mut self, reason: EndReason, commands: u64) -> io::Result<PathBuf> {
+    /// Ends the session: records `session.closed` and hands its bytes to the
+    /// OS. Sealing follows: [`Closed::prepare`], then [`SealPlan`].
+    pub fn close(mut self, reason: EndReason, commands: u64) -> io::Result<Closed> {
         self.record(Event::Closed { reason, commands })?;
         self.flush()?;
-        let SessionWriter {
-            spool,
-            dir,
-            builder,
-            ..
-        } = self;
-        seal(&spool, &dir, builder)
+        let mut known = Vec::with_capacity(2);
+        if let Some((size, sha256)) = self.transcript.digest() {
+            known.push((TRANSCRIPT.to_string(), size, sha256));
+        }
+        if let Some((size, sha256)) = self.journal.digest() {
+            known.push((JOURNAL.to_string(), size, sha256));
+        }
+        let open = match self.spool.durability {
+            Durability::Fsync => vec![self.transcript.handle()?, self.journal.handle()?],
+            Durability::None => Vec::new(),
+        };
+        Ok(Closed {
+            spool: self.spool,
+            dir: self.dir,
+            builder: self.builder,
+            known,
+            open,
+        })
+    }
+
+    /// Ends the session and seals it, blocking (tests, tools).
+    pub fn close_and_seal(self, reason: EndReason, commands: u64) -> io::Result<PathBuf> {
+        let spool = Arc::clone(&self.spool);
+        let mut plan = self.close(reason, commands)?.prepare()?;
+        spool.commit_blocking(plan.before_rename())?;
+        let path = plan.rename()?;
+        spool.commit_blocking(spool.after_rename(&path))?;
+        Ok(path)
     }
 }
 
-/// Files to fsync before a message is acknowledged.
-pub struct SyncTargets {
-    journal: File,
-    dirs: Vec<PathBuf>,
+/// A session that ended, not yet sealed.
+pub struct Closed {
+    spool: Arc<Spool>,
+    dir: PathBuf,
+    builder: ManifestBuilder,
+    /// Files whose size and sha256 were computed while writing them.
+    known: Vec<(String, u64, String)>,
+    /// The transcript and journal, open, to be synced before the rename.
+    open: Vec<File>,
 }
 
-impl SyncTargets {
-    /// Blocking.
-    pub fn sync(&self, message: Option<&File>) -> io::Result<()> {
-        if let Some(file) = message {
-            file.sync_data()?;
-        }
-        self.journal.sync_data()?;
-        for dir in &self.dirs {
-            sync_dir(dir)?;
-        }
-        Ok(())
+impl Closed {
+    /// Extracts attachments, lists and hashes every file and writes
+    /// `manifest.json` last. Blocking; reads each message (bounded, see
+    /// [`attachments::MAX_EXTRACT_SIZE`]).
+    pub fn prepare(self) -> io::Result<SealPlan> {
+        prepare(self.spool, self.dir, self.builder, &self.known, self.open)
     }
 }
 
-/// Seals a session directory in `.incoming`: extracts attachments, lists and
-/// hashes every file, writes `manifest.json` last, then renames the directory
-/// into place. Until the rename, readers never see the session. Blocking.
-pub fn seal(spool: &Spool, dir: &Path, builder: ManifestBuilder) -> io::Result<PathBuf> {
-    let mut manifest = builder.finish();
-    add_message_details(dir, &mut manifest)?;
-    manifest.files = list_files(dir, &manifest)?;
+/// A session directory whose manifest is written. With fsync on, sync
+/// [`before_rename`](Self::before_rename), [`rename`](Self::rename), then
+/// sync [`Spool::after_rename`].
+pub struct SealPlan {
+    root: PathBuf,
+    dir: PathBuf,
+    target: PathBuf,
+    sync: Vec<Target>,
+}
+
+impl SealPlan {
+    /// What is not yet durable in the session directory: the transcript,
+    /// the journal, the manifest, new attachments, messages not synced for a
+    /// `250`, and the directories that gained entries.
+    pub fn before_rename(&mut self) -> Vec<Target> {
+        std::mem::take(&mut self.sync)
+    }
+
+    /// Moves the session into place: it is sealed. Fails, leaving it in
+    /// `.incoming` for recovery, if the place is taken.
+    pub fn rename(self) -> io::Result<PathBuf> {
+        // Walked and renamed into by descriptor: a link planted on the way
+        // is refused, an existing session is never replaced.
+        let parent = self
+            .target
+            .parent()
+            .and_then(|p| p.strip_prefix(&self.root).ok())
+            .ok_or_else(|| {
+                io::Error::other(format!("{} is outside the spool", self.target.display()))
+            })?;
+        let name = self
+            .target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| io::Error::other("a session directory has no name"))?;
+        let parent_dir = super::nofollow::open_dirs_below(&self.root, parent)?;
+        super::nofollow::rename_into(&self.dir, &parent_dir, name)?;
+        Ok(self.target)
+    }
+}
+
+/// Seals a session directory in `.incoming` (crash recovery): extracts
+/// attachments, lists and hashes every file, writes `manifest.json` last,
+/// makes it all durable, then renames the directory into place. Until the
+/// rename, readers never see the session. Blocking.
+pub fn seal(spool: &Arc<Spool>, dir: &Path, builder: ManifestBuilder) -> io::Result<PathBuf> {
+    let mut plan = prepare(
+        Arc::clone(spool),
+        dir.to_path_buf(),
+        builder,
+        &[],
+        Vec::new(),
+    )?;
+    spool.commit_blocking(plan.before_rename())?;
+    let path = plan.rename()?;
+    spool.commit_blocking(spool.after_rename(&path))?;
+    Ok(path)
+}
+
+fn prepare(
+    spool: Arc<Spool>,
+    dir: PathBuf,
+    builder: ManifestBuilder,
+    known: &[(String, u64, String)],
+    open: Vec<File>,
+) -> io::Result<SealPlan> {
     let durable = spool.durability == Durability::Fsync;
-    {
-        let mut out = create_new(&dir.join(MANIFEST))?;
-        out.write_all(&manifest.to_json())?;
-        if durable {
-            out.sync_all()?;
+    let mut manifest = builder.finish();
+    add_message_details(&dir, &mut manifest)?;
+    manifest.files = list_files(&dir, &manifest, known)?;
+    let mut out = create_new(&dir.join(MANIFEST))?;
+    out.write_all(&manifest.to_json())?;
+    let mut sync = Vec::new();
+    if durable {
+        let has_open = !open.is_empty();
+        sync.extend(open.into_iter().map(Target::File));
+        sync.push(Target::File(out));
+        let mut unsynced_message = false;
+        for file in &manifest.files {
+            // Accepted messages were synced before their 250 (by this
+            // process: recovery, with nothing open, syncs everything).
+            let acked = has_open
+                && manifest
+                    .messages
+                    .iter()
+                    .any(|m| m.accepted && m.file == file.path);
+            let open = has_open && (file.path == TRANSCRIPT || file.path == JOURNAL);
+            if !acked && !open {
+                unsynced_message |= file.path.starts_with("messages/");
+                sync.push(Target::FilePath(dir.join(&file.path)));
+            }
         }
+        if unsynced_message {
+            sync.push(Target::Dir(dir.join("messages")));
+        }
+        if manifest
+            .files
+            .iter()
+            .any(|f| f.path.starts_with("attachments/"))
+        {
+            sync.push(Target::Dir(dir.join("attachments")));
+        }
+        sync.push(Target::Dir(dir.clone()));
     }
     let target = spool.sealed_dir(&manifest.sensor, &manifest.started_at, &manifest.session_id);
-    // Walked and renamed into by descriptor: a link planted on the way is
-    // refused, an existing session is never replaced.
-    let parent = target
-        .parent()
-        .and_then(|p| p.strip_prefix(spool.root()).ok())
-        .ok_or_else(|| io::Error::other(format!("{} is outside the spool", target.display())))?;
-    let parent_dir = super::nofollow::open_dirs_below(spool.root(), parent)?;
-    super::nofollow::rename_into(dir, &parent_dir, &manifest.session_id)?;
-    if durable {
-        File::from(parent_dir).sync_all()?;
-        sync_dir(&spool.incoming)?;
-    }
-    Ok(target)
+    Ok(SealPlan {
+        root: spool.root().to_path_buf(),
+        dir,
+        target,
+        sync,
+    })
 }
 
 /// Parses each stored message for headers and attachments and stores every
 /// attachment once under `attachments/<sha256>`.
 fn add_message_details(dir: &Path, manifest: &mut Manifest) -> io::Result<()> {
     let mut extraction_failed = false;
+    let mut not_extracted = false;
     for message in &mut manifest.messages {
+        if message.size > attachments::MAX_EXTRACT_SIZE {
+            // Parsing needs the message in memory: a big one would take as
+            // much. Its header block alone gives the headers; the message
+            // itself is kept whole, and the manifest says what was skipped.
+            match read_header_block(&dir.join(&message.file)) {
+                Ok(head) => {
+                    if let Ok(parsed) = attachments::extract(&head) {
+                        message.headers = parsed.headers;
+                    }
+                }
+                Err(_) => extraction_failed = true,
+            }
+            message.parse_error = Some(format!(
+                "message of {} bytes is over the extraction limit of {} bytes: headers read from \
+                 its header block, attachments not extracted (the message is stored whole)",
+                message.size,
+                attachments::MAX_EXTRACT_SIZE
+            ));
+            not_extracted = true;
+            continue;
+        }
         let eml = match read_capped(&dir.join(&message.file), message.size) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -486,6 +699,9 @@ fn add_message_details(dir: &Path, manifest: &mut Manifest) -> io::Result<()> {
     if extraction_failed {
         manifest.flags.push("extraction_failed".into());
     }
+    if not_extracted {
+        manifest.flags.push("attachments_not_extracted".into());
+    }
     Ok(())
 }
 
@@ -501,9 +717,32 @@ fn read_capped(path: &Path, expected: u64) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The start of a message up to and including the blank line that ends its
+/// header block, read at most [`attachments::MAX_HEADER_BLOCK`] bytes far.
+fn read_header_block(path: &Path) -> io::Result<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut head = Vec::new();
+    file.take(attachments::MAX_HEADER_BLOCK as u64)
+        .read_to_end(&mut head)?;
+    let end = memchr::memmem::find(&head, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| memchr::memmem::find(&head, b"\n\n").map(|i| i + 2));
+    if let Some(end) = end {
+        head.truncate(end);
+    }
+    Ok(head)
+}
+
 /// Every regular file under `dir` (but the manifest), sorted, with size and
 /// sha256. Messages reuse the hash computed while they were written.
-fn list_files(dir: &Path, manifest: &Manifest) -> io::Result<Vec<FileRecord>> {
+fn list_files(
+    dir: &Path,
+    manifest: &Manifest,
+    known: &[(String, u64, String)],
+) -> io::Result<Vec<FileRecord>> {
     let mut files = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -520,12 +759,17 @@ fn list_files(dir: &Path, manifest: &Manifest) -> io::Result<Vec<FileRecord>> {
                 continue;
             }
             let len = entry.metadata()?.len();
-            let known = manifest
+            let message = manifest
                 .messages
                 .iter()
-                .find(|m| m.file == path_text && m.size == len);
-            let (size, sha256) = match known {
-                Some(m) => (m.size, m.sha256.clone()),
+                .find(|m| m.file == path_text && m.size == len)
+                .map(|m| (m.size, m.sha256.clone()));
+            let written = known
+                .iter()
+                .find(|(path, size, _)| *path == path_text && *size == len)
+                .map(|(_, size, sha256)| (*size, sha256.clone()));
+            let (size, sha256) = match message.or(written) {
+                Some(known) => known,
                 None => hash_file(&dir.join(&rel_path))?,
             };
             files.push(FileRecord {

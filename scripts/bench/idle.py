@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""idle.py - resident memory of `latrine listen` holding many idle connections.
+
+Starts the listener (connection caps raised to let them in), opens one full
+session to warm it up, then --connections idle connections that each read
+the greeting and say nothing. After the sessions have parked (2 s), reads
+the listener's VmRSS and open descriptors, checks that one more client is
+served normally, and prints one JSON line.
+
+The client side needs one descriptor per connection: the soft file limit is
+raised to the hard one. The listener needs one per idle connection (parked
+sessions close their files), plus a few.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_port(port, limit=30):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"idle: nothing listens on {port}")
+
+
+def session(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"220")
+    for cmd, code in [(b"EHLO warm.example", b"250 "), (b"QUIT", b"221")]:
+        s.sendall(cmd + b"\r\n")
+        while True:
+            line = f.readline()
+            if not line.startswith(b"250-"):
+                break
+        assert line.startswith(code), line
+    s.close()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--latrine", required=True)
+    p.add_argument("--work", required=True)
+    p.add_argument("--connections", type=int, default=10_000)
+    p.add_argument("--port", type=int, default=27050)
+    a = p.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    spool = os.path.join(a.work, f"idle-spool-{os.getpid()}")
+    log = open(os.path.join(a.work, "idle.log"), "wb")
+    caps = str(a.connections + 100)
+    proc = subprocess.Popen(
+        [a.latrine, "listen", "--listen", f"127.0.0.1:{a.port}", "--spool", spool,
+         "--state-dir", os.path.join(a.work, "latrine-state"), "--sensor", "bench",
+         "--hostname", "mx.example.com", "--max-connections", caps,
+         "--max-connections-per-ip", caps],
+        stderr=log,
+    )
+    try:
+        wait_port(a.port)
+        session(a.port)
+        time.sleep(1)
+        baseline = rss_kib(proc.pid)
+        idle = []
+        start = time.monotonic()
+        for i in range(a.connections):
+            s = socket.create_connection(("127.0.0.1", a.port), timeout=60)
+            idle.append(s)
+            # Read greetings in bursts so the backlog never overflows.
+            if len(idle) % 200 == 0:
+                for c in idle[-200:]:
+                    assert c.recv(512).startswith(b"220")
+        for c in idle[len(idle) - len(idle) % 200:]:
+            assert c.recv(512).startswith(b"220")
+        opened = time.monotonic() - start
+        time.sleep(4)  # parking after 2 s quiet
+        with_idle = rss_kib(proc.pid)
+        fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        session(a.port)  # still serving
+        per_connection = (with_idle - baseline) * 1024 / a.connections
+        print(json.dumps({
+            "bench": "idle", "connections": a.connections,
+            "baseline_kib": baseline, "rss_kib": with_idle,
+            "growth_kib": with_idle - baseline,
+            "bytes_per_connection": round(per_connection),
+            "listener_fds": fds, "open_seconds": round(opened, 1),
+        }), flush=True)
+        for c in idle:
+            c.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
