@@ -137,7 +137,8 @@ pub struct ListenArgs {
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<u64>,
 
-    /// Recipients accepted per message (then 452). Default 1000.
+    /// Recipients accepted per message (then 452). Default: the persona's
+    /// (1000 for postfix, 50000 for exim).
     #[arg(long, value_name = "N")]
     pub max_recipients: Option<u64>,
 

@@ -218,6 +218,7 @@ pub struct ListenConfig {
     /// if not, each listener takes its persona's (a real Exim says SIZE 52428800).
     pub max_message_size_set: bool,
     pub max_line_length_set: bool,
+    pub max_recipients_set: bool,
     pub strict_order: bool,
     pub fsync: bool,
     pub events: Option<PathBuf>,
@@ -526,6 +527,7 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
         .max_line_length
         .or(file.limits.max_line_length)
         .is_some();
+    let max_recipients_set = cli.max_recipients.or(file.limits.max_recipients).is_some();
     let spool = cli
         .spool
         .or(file.spool)
@@ -583,6 +585,7 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
         greeting_jitter_ms,
         max_message_size_set,
         max_line_length_set,
+        max_recipients_set,
         strict_order: cli.strict_order.or(file.strict_order).unwrap_or(false),
         fsync: cli.fsync.or(file.fsync).unwrap_or(true),
         events: cli.events.or(file.events),

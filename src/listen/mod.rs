@@ -175,6 +175,11 @@ pub async fn start(
             } else {
                 persona.line_length_limit
             },
+            max_recipients: if config.max_recipients_set {
+                config.limits.max_recipients
+            } else {
+                persona.recipient_limit
+            },
             persona,
             ..policy.clone()
         });

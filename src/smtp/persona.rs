@@ -207,6 +207,8 @@ pub struct Persona {
     pub message_size_limit: u64,
     /// Longest command line read, unless the configuration sets one.
     pub line_length_limit: usize,
+    /// Recipients per message, unless the configuration sets a limit.
+    pub recipient_limit: usize,
     /// MAIL before HELO/EHLO is refused.
     pub helo_required: bool,
     /// RCPT and VRFY to an unknown user at a local domain are refused.
@@ -255,6 +257,8 @@ pub struct Vars<'a> {
     pub date: &'a str,
     /// Whether STARTTLS could start now (for lists of commands).
     pub starttls: bool,
+    /// The size of the BDAT chunk being answered.
+    pub chunk: u64,
 }
 
 /// Base 62 digits, as Exim writes message ids.
@@ -376,6 +380,7 @@ pub fn render(template: &str, vars: &Vars<'_>) -> Reply {
             .replace("{client}", vars.client)
             .replace("{date}", vars.date)
             .replace("{starttls}", if vars.starttls { " STARTTLS" } else { "" })
+            .replace("{chunk}", &vars.chunk.to_string())
             .replace("{helo}", &printable(vars.helo))
             .replace("{arg}", &printable(vars.arg));
     }

@@ -233,7 +233,12 @@ pub struct Session {
     queue_ids: u64,
     /// State only Exim's grammar keeps.
     exim: exim::State,
+    /// The first bytes of the BDAT message being received.
+    bdat_head: Vec<u8>,
 }
+
+/// How much of a BDAT message's start is kept to tell whether it has headers.
+const BDAT_HEAD: usize = 256;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct BdatMessage {
@@ -272,6 +277,7 @@ impl Session {
             longest_body_line: 0,
             queue_ids: 0,
             exim: exim::State::default(),
+            bdat_head: Vec::new(),
         }
     }
 
@@ -332,6 +338,7 @@ impl Session {
             helo: &self.helo_name,
             date: &self.date,
             starttls: self.policy.starttls && !self.tls_active,
+            chunk: self.chunk_size,
         }
     }
 
@@ -424,6 +431,10 @@ impl Session {
                 let (remaining_after, last) = (*remaining - take as u64, *last);
                 *remaining = remaining_after;
                 let message = self.bdat.get_or_insert_with(BdatMessage::default);
+                if self.bdat_head.len() < BDAT_HEAD {
+                    let more = take.min(BDAT_HEAD - self.bdat_head.len());
+                    self.bdat_head.extend_from_slice(&input[..more]);
+                }
                 let room = self.policy.max_message_size.saturating_sub(message.size);
                 content.extend_from_slice(&input[..take.min(room as usize)]);
                 message.size += take as u64;
@@ -446,6 +457,10 @@ impl Session {
                     self.bdat = None;
                     self.last_bdat_size =
                         message.size + if message.tail == *b"\r\n" { 0 } else { 2 };
+                    let head = std::mem::take(&mut self.bdat_head);
+                    if self.policy.persona.grammar == Grammar::Exim {
+                        self.last_bdat_size += exim::added_separator(&head);
+                    }
                     let envelope = self.envelope.take().unwrap_or_default();
                     let summary = bdat_summary(message.size, self.policy.max_message_size);
                     return Step {
@@ -769,6 +784,7 @@ impl Session {
         self.helo_name = name.to_vec();
         self.envelope = None;
         self.bdat = None;
+        self.bdat_head.clear();
         Effect::Helo {
             extended,
             name: name.to_vec(),
@@ -830,6 +846,7 @@ impl Session {
     fn reset(&mut self) -> Effect {
         self.envelope = None;
         self.bdat = None;
+        self.bdat_head.clear();
         Effect::Reset
     }
 

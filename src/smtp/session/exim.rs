@@ -14,6 +14,17 @@ use crate::smtp::reply::Reply;
 use crate::smtp::rfc822::{self, is_space};
 use std::borrow::Cow;
 
+/// Exim counts a blank line it adds when a message has no header (its
+/// first line is not `name: value`) in the total it reports for BDAT.
+pub(crate) fn added_separator(head: &[u8]) -> u64 {
+    let line = &head[..memchr::memchr(b'\n', head).unwrap_or(head.len())];
+    let header = match memchr::memchr(b':', line) {
+        Some(colon) => colon > 0 && line[..colon].iter().all(|b| (33..=126).contains(b)),
+        None => false,
+    };
+    u64::from(!header)
+}
+
 /// What Exim remembers across commands.
 #[derive(Debug, Default)]
 pub(crate) struct State {
