@@ -6,6 +6,7 @@
 #   scripts/reference/exim.sh [start]   # unpack if needed, write config, start, wait for port
 #   scripts/reference/exim.sh stop
 #   scripts/reference/exim.sh status    # exit 0 if running
+#   scripts/reference/exim.sh unpack    # only fetch and unpack the .debs, create Debian-exim
 #   scripts/reference/exim.sh config    # only write the config; print the exim binary and it
 #                                       # (for `exim4 -C CONF -bs -oMa 127.0.0.1.1025`)
 #
@@ -148,6 +149,9 @@ case "$ACTION" in
             exit 1
         fi
         ;;
+    unpack)
+        unpack
+        ;;
     config)
         unpack
         write_config
@@ -160,6 +164,6 @@ case "$ACTION" in
         if is_running; then echo running; else echo stopped; exit 1; fi
         ;;
     *)
-        die "usage: $0 [start|stop|status|config]"
+        die "usage: $0 [start|stop|status|unpack|config]"
         ;;
 esac

@@ -979,15 +979,11 @@ impl Session {
                     || self.is_our_address_literal(d)
             }
         };
-        // allow_percent_hack: `user%elsewhere@us` is `user@elsewhere`.
-        if local
-            && domain.is_some()
-            && let Some(percent) = user.iter().rposition(|&b| b == b'%')
-        {
-            let mut rewritten = user[..percent].to_vec();
-            rewritten.push(b'@');
-            rewritten.extend_from_slice(&user[percent + 1..]);
-            return self.local_user_exists(&rewritten);
+        // A local part that routes onwards (`user%elsewhere@us`, the percent
+        // hack; `elsewhere!user@us`; `user@elsewhere@us`) is relayed, as an
+        // open relay does: these are the forms relay testers try.
+        if user.iter().any(|b| b"%!@".contains(b)) {
+            return true;
         }
         !local
             || !self.policy.persona.check_local_users
