@@ -114,7 +114,17 @@ struct Step {
 fn replay(port: u16, out: &Path) -> std::process::Child {
     Command::new("python3")
         .arg(format!("{ROOT}/scripts/reference/replay.py"))
-        .args(["--port", &port.to_string(), "--jobs", "16", "-o"])
+        // A step that gets no reply (Exim in DATA where Postfix refused it)
+        // waits this long; the tarpit's longest wait is 1 s a line.
+        .args([
+            "--port",
+            &port.to_string(),
+            "--jobs",
+            "16",
+            "--step-timeout",
+            "15",
+        ])
+        .arg("-o")
         .arg(out)
         .arg(format!("{ROOT}/tests/reference/dialogs.txt"))
         .stderr(Stdio::null())

@@ -653,7 +653,7 @@ impl Session {
     /// recipients' common error quoted first.
     fn exim_data(&mut self, n: usize, chunked: bool, size: u64, last: bool) -> Step {
         self.exim.pipe_connect_done = true;
-        if chunked && self.bdat.is_none() || !chunked {
+        if !chunked || self.bdat.is_none() {
             let has_rcpt = self
                 .envelope
                 .as_ref()
