@@ -100,6 +100,22 @@ pub struct ListenArgs {
     #[arg(long, value_name = "TEXT")]
     pub banner: Option<String>,
 
+    /// The server to imitate: postfix (Debian's Postfix 3.7, the default),
+    /// exim (Debian's Exim 4.96) or exchange (Microsoft Exchange 2019).
+    /// A listener in the config file may name its own.
+    #[arg(long, value_name = "NAME")]
+    pub persona: Option<String>,
+
+    /// Wait this long before the greeting, in milliseconds (default: the
+    /// persona's, 5 for postfix). 0 with --greeting-jitter-ms 0 for benchmarks.
+    #[arg(long, value_name = "MS")]
+    pub greeting_delay_ms: Option<u64>,
+
+    /// Add a random wait of up to this many milliseconds to the greeting
+    /// delay (default: the persona's, 4 for postfix).
+    #[arg(long, value_name = "MS")]
+    pub greeting_jitter_ms: Option<u64>,
+
     /// Refuse MAIL before HELO/EHLO with 503 (the original's "compliant" mode).
     /// Off by default, as in Postfix 3.7.
     #[arg(long)]
@@ -116,11 +132,13 @@ pub struct ListenArgs {
     pub events: Option<PathBuf>,
 
     /// Largest message kept, in bytes; advertised in EHLO SIZE. Longer messages
-    /// get 552 and their first BYTES are kept, marked truncated. Default 10240000.
+    /// get 552 and their first BYTES are kept, marked truncated. Default: the
+    /// persona's (10240000 for postfix, 52428800 for exim).
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<u64>,
 
-    /// Recipients accepted per message (then 452). Default 1000.
+    /// Recipients accepted per message (then 452). Default: the persona's
+    /// (1000 for postfix, 50000 for exim).
     #[arg(long, value_name = "N")]
     pub max_recipients: Option<u64>,
 
@@ -129,7 +147,7 @@ pub struct ListenArgs {
     pub max_messages_per_session: Option<u64>,
 
     /// Longest command line, in bytes; longer lines are answered once and
-    /// skipped. Default 2048.
+    /// skipped. Default: the persona's (2048 for postfix, 16384 for exim).
     #[arg(long, value_name = "BYTES")]
     pub max_line_length: Option<u64>,
 
@@ -179,6 +197,9 @@ impl ListenArgs {
             sensor: self.sensor.clone(),
             hostname: self.hostname.clone(),
             banner: self.banner.clone(),
+            persona: self.persona.clone(),
+            greeting_delay_ms: self.greeting_delay_ms,
+            greeting_jitter_ms: self.greeting_jitter_ms,
             strict_order: self.strict_order.then_some(true),
             fsync: self.no_fsync.then_some(false),
             events: self.events.clone(),

@@ -26,6 +26,9 @@ pub struct FileConfig {
     pub hostname: Option<String>,
     pub banner: Option<String>,
     pub persona: Option<String>,
+    /// Override the persona's greeting latency (milliseconds).
+    pub greeting_delay_ms: Option<u64>,
+    pub greeting_jitter_ms: Option<u64>,
     pub strict_order: Option<bool>,
     pub fsync: Option<bool>,
     pub events: Option<PathBuf>,
@@ -73,6 +76,8 @@ pub struct FileListener {
     pub mode: Option<String>,
     /// Where AUTH is offered: `never`, `after_tls` or `always`.
     pub auth: Option<String>,
+    /// The server this listener imitates; default: the top-level `persona`.
+    pub persona: Option<String>,
 }
 
 /// Options given on the command line; `None` means "not given".
@@ -90,6 +95,9 @@ pub struct Overrides {
     pub sensor: Option<String>,
     pub hostname: Option<String>,
     pub banner: Option<String>,
+    pub persona: Option<String>,
+    pub greeting_delay_ms: Option<u64>,
+    pub greeting_jitter_ms: Option<u64>,
     pub strict_order: Option<bool>,
     pub fsync: Option<bool>,
     pub events: Option<PathBuf>,
@@ -152,6 +160,8 @@ pub struct ListenerConfig {
     pub name: String,
     pub mode: ListenerMode,
     pub auth: AuthOffer,
+    /// The persona of this listener, when it is not the global one.
+    pub persona: Option<String>,
 }
 
 /// Limits that protect the sensor; see the example config for the reasons
@@ -203,7 +213,16 @@ pub struct ListenConfig {
     pub hostname: String,
     /// Replaces the persona's greeting text after `220 `, when set.
     pub banner: Option<String>,
+    /// The persona of every listener that does not name its own.
     pub persona: String,
+    /// Greeting latency, when the configuration overrides the persona's.
+    pub greeting_delay_ms: Option<u64>,
+    pub greeting_jitter_ms: Option<u64>,
+    /// Whether the message size and line length limits were configured;
+    /// if not, each listener takes its persona's (a real Exim says SIZE 52428800).
+    pub max_message_size_set: bool,
+    pub max_line_length_set: bool,
+    pub max_recipients_set: bool,
     pub strict_order: bool,
     pub fsync: bool,
     pub events: Option<PathBuf>,
@@ -423,13 +442,18 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
                         ));
                     }
                 };
-                listener(
+                let mut config = listener(
                     &format!("listener[{i}].address"),
                     &l.address,
                     l.name.clone(),
                     mode,
                     auth,
-                )
+                )?;
+                if let Some(p) = &l.persona {
+                    check_persona(&format!("listener[{i}].persona"), p)?;
+                    config.persona = Some(p.clone());
+                }
+                Ok(config)
             })
             .collect::<Result<Vec<_>, _>>()?
     } else {
@@ -483,13 +507,31 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
             "must be 1 to 400 characters without control characters",
         ));
     }
-    let persona = file.persona.unwrap_or_else(|| "postfix".into());
-    if crate::smtp::Persona::builtin(&persona).is_none() {
-        return Err(bad(
-            "persona",
-            format!("unknown persona {persona:?}; known: postfix"),
-        ));
+    let persona = cli
+        .persona
+        .clone()
+        .or(file.persona)
+        .unwrap_or_else(|| "postfix".into());
+    check_persona("persona", &persona)?;
+    let greeting_delay_ms = cli.greeting_delay_ms.or(file.greeting_delay_ms);
+    let greeting_jitter_ms = cli.greeting_jitter_ms.or(file.greeting_jitter_ms);
+    for (key, value) in [
+        ("greeting_delay_ms", greeting_delay_ms),
+        ("greeting_jitter_ms", greeting_jitter_ms),
+    ] {
+        if let Some(v) = value {
+            range(key, v, 0, 60_000)?;
+        }
     }
+    let max_message_size_set = cli
+        .max_message_size
+        .or(file.limits.max_message_size)
+        .is_some();
+    let max_line_length_set = cli
+        .max_line_length
+        .or(file.limits.max_line_length)
+        .is_some();
+    let max_recipients_set = cli.max_recipients.or(file.limits.max_recipients).is_some();
     let spool = cli
         .spool
         .or(file.spool)
@@ -543,6 +585,11 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
         hostname,
         banner,
         persona,
+        greeting_delay_ms,
+        greeting_jitter_ms,
+        max_message_size_set,
+        max_line_length_set,
+        max_recipients_set,
         strict_order: cli.strict_order.or(file.strict_order).unwrap_or(false),
         fsync: cli.fsync.or(file.fsync).unwrap_or(true),
         events: cli.events.or(file.events),
@@ -592,7 +639,22 @@ fn listener(
         name,
         mode,
         auth: auth.unwrap_or(mode.default_auth()),
+        persona: None,
     })
+}
+
+/// A persona name must be one of the built-in personas.
+fn check_persona(key: &str, name: &str) -> Result<(), ConfigError> {
+    if crate::smtp::Persona::builtin(name).is_none() {
+        return Err(bad(
+            key,
+            format!(
+                "unknown persona {name:?}; known: {}",
+                crate::smtp::Persona::BUILTIN.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A host name as it appears in replies: letters, digits, `-` and `.`.
@@ -690,6 +752,39 @@ mod tests {
         assert_eq!(c.sensor, "from-cli");
         assert_eq!(c.limits.max_errors, 5);
         assert_eq!(c.listeners[0].address.port(), 2600);
+    }
+
+    #[test]
+    fn personas_per_listener_and_from_the_command_line() {
+        let file: FileConfig = toml::from_str(
+            "persona = \"exim\"\n[[listener]]\naddress = \"127.0.0.1:2600\"\n\
+             [[listener]]\naddress = \"127.0.0.1:2601\"\npersona = \"exchange\"\n",
+        )
+        .unwrap();
+        let c = resolve(file, Overrides::default()).unwrap();
+        assert_eq!(c.persona, "exim");
+        assert_eq!(c.listeners[0].persona, None);
+        assert_eq!(c.listeners[1].persona.as_deref(), Some("exchange"));
+        assert!(!c.max_message_size_set);
+        let c = resolve(
+            FileConfig::default(),
+            Overrides {
+                persona: Some("exchange".into()),
+                greeting_delay_ms: Some(0),
+                max_message_size: Some(100_000),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.persona, "exchange");
+        assert_eq!(c.greeting_delay_ms, Some(0));
+        assert!(c.max_message_size_set);
+        let file: FileConfig =
+            toml::from_str("[[listener]]\naddress = \"127.0.0.1:2600\"\npersona = \"sendmail\"\n")
+                .unwrap();
+        let e = resolve(file, Overrides::default()).unwrap_err();
+        assert_eq!(e.key, "listener[0].persona");
+        assert!(e.reason.contains("postfix, exim, exchange"), "{}", e.reason);
     }
 
     #[test]

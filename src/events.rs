@@ -193,11 +193,18 @@ pub struct AuthRecord {
     pub password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authzid: Option<String>,
-    /// CRAM-MD5: the challenge we sent and the digest received, for offline cracking.
+    /// CRAM-MD5: the challenge we sent and the digest received, for offline
+    /// cracking. NTLM: our server challenge (hex) and the client's response as
+    /// hashcat's NetNTLMv2 line (`user::domain:challenge:ntproofstr:blob`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// NTLM: the client's domain and workstation names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workstation: Option<String>,
     /// The client's lines of the exchange, exactly as sent (escaped).
     pub raw: String,
     /// `complete`, `cancelled` or `malformed`.

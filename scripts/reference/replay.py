@@ -4,7 +4,7 @@ record every reply line exactly (stdlib only).
 
 Usage:
     replay.py [--host 127.0.0.1] [--port 10025] [-o OUT.json] [--only REGEX]
-              [--timing] [--quiet-ms 300] [--step-timeout 60] CORPUS
+              [--timing] [--quiet-ms 300] [--step-timeout 60] [--jobs N] CORPUS
 
 Only loopback targets (127.0.0.0/8, ::1) are accepted.
 
@@ -71,6 +71,7 @@ the corpus says so).
 """
 
 import argparse
+import concurrent.futures
 import ipaddress
 import json
 import re
@@ -390,6 +391,9 @@ def main():
                     help="add per-step timings (ms) to the output")
     ap.add_argument("--quiet-ms", type=int, default=300)
     ap.add_argument("--step-timeout", type=float, default=60.0)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="dialogs played at once (each on its own connection); "
+                         "the output keeps corpus order")
     args = ap.parse_args()
 
     try:
@@ -409,11 +413,14 @@ def main():
         rx = re.compile(args.only)
         dialogs = [d for d in dialogs if rx.search(d["name"])]
 
-    results = []
-    for d in dialogs:
+    def timed(d):
         t0 = time.monotonic()
-        results.append(run_dialog(d, args))
+        r = run_dialog(d, args)
         print("%-45s %5.1fs" % (d["name"], time.monotonic() - t0), file=sys.stderr)
+        return r
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(timed, dialogs))
 
     text = json.dumps(results, indent=1, ensure_ascii=True) + "\n"
     if args.output:

@@ -69,6 +69,7 @@ impl Connection {
             random_u64(),
             crate::timestamp::now().unix_timestamp() as u64,
         );
+        session.set_endpoints(self.peer.ip(), self.local.ip());
         let reason = self.converse(&mut writer, &mut session).await;
         if let Some(summary) = session
             .partial_summary()
@@ -131,6 +132,8 @@ impl Connection {
         if self.policy.implicit_tls && !Box::pin(self.start_tls(writer, "implicit")).await {
             return EndReason::TlsFailed;
         }
+        // The persona's greeting latency (a real MTA is never instant).
+        tokio::time::sleep(session.greeting_delay()).await;
         if Box::pin(self.send(writer, &session.greeting()))
             .await
             .is_err()
@@ -392,7 +395,7 @@ impl Connection {
         end: &MessageEnd,
     ) -> Reply {
         let over = end.summary.over_limit;
-        let queue_id = self.policy.persona.queue_id(random_u64());
+        let queue_id = session.queue_id(random_u64());
         let truncation = over.then_some(Truncation::SizeLimit);
         let draft = StoredMessage {
             chunked: end.chunked,
@@ -704,6 +707,8 @@ fn auth_record(attempt: &AuthAttempt, accepted: bool) -> AuthRecord {
         authzid: text(&attempt.authzid),
         challenge: attempt.challenge.clone(),
         digest: attempt.digest.as_deref().map(|d| escape_text(d.as_bytes())),
+        domain: text(&attempt.domain),
+        workstation: text(&attempt.workstation),
         raw: escape_text(&attempt.raw),
         outcome: match attempt.end {
             AuthEnd::Complete => "complete",

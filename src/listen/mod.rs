@@ -100,11 +100,7 @@ pub async fn start(
         })?),
         None => None,
     };
-    let mut persona = Persona::builtin(&config.persona)
-        .ok_or_else(|| StartError(format!("unknown persona {:?}", config.persona)))?;
-    if let Some(banner) = &config.banner {
-        persona.greeting = format!("220 {banner}");
-    }
+    let persona = listener_persona(config, &config.persona)?;
     let tls = match &config.tls {
         Some(source) => Some(crate::tls::server_config(source).map_err(StartError)?),
         None => None,
@@ -165,11 +161,32 @@ pub async fn start(
             };
             StartError(format!("cannot listen on {}: {e}{hint}", l.address))
         })?;
-        // Each listener's mode decides what its sessions offer.
+        // Each listener's mode decides what its sessions offer, its persona
+        // what they say.
+        let persona = match &l.persona {
+            Some(name) => listener_persona(config, name)?,
+            None => policy.persona.clone(),
+        };
         let policy = Arc::new(Policy {
             starttls: tls.is_some() && l.mode != ListenerMode::Smtps,
             implicit_tls: l.mode == ListenerMode::Smtps,
             auth: l.auth,
+            max_message_size: if config.max_message_size_set {
+                config.limits.max_message_size
+            } else {
+                persona.message_size_limit
+            },
+            max_line_length: if config.max_line_length_set {
+                config.limits.max_line_length
+            } else {
+                persona.line_length_limit
+            },
+            max_recipients: if config.max_recipients_set {
+                config.limits.max_recipients
+            } else {
+                persona.recipient_limit
+            },
+            persona,
             ..policy.clone()
         });
         sockets.push((tcp, l.name.clone(), policy));
@@ -253,6 +270,22 @@ fn raise_fd_limit(max_connections: usize) {
     }
 }
 
+/// A built-in persona with the configuration's banner and timing applied.
+fn listener_persona(config: &ListenConfig, name: &str) -> Result<Persona, StartError> {
+    let mut persona =
+        Persona::builtin(name).ok_or_else(|| StartError(format!("unknown persona {name:?}")))?;
+    if let Some(banner) = &config.banner {
+        persona.greeting = format!("220 {banner}");
+    }
+    if let Some(ms) = config.greeting_delay_ms {
+        persona.timing.greeting_delay_ms = ms;
+    }
+    if let Some(ms) = config.greeting_jitter_ms {
+        persona.timing.greeting_jitter_ms = ms;
+    }
+    Ok(persona)
+}
+
 /// `latrine listen`: runs until SIGINT or SIGTERM.
 pub async fn run(config: ListenConfig) -> Result<(), StartError> {
     let running = start(&config, termination()).await?;
@@ -276,7 +309,7 @@ pub async fn run(config: ListenConfig) -> Result<(), StartError> {
                 format!("{}, {}", l.name, l.mode.name())
             },
             config.hostname,
-            config.persona,
+            l.persona.as_deref().unwrap_or(&config.persona),
             config.spool.display(),
             config.sensor,
             if config.fsync { "on" } else { "off" },

@@ -7,8 +7,10 @@
 pub mod auth;
 pub mod command;
 pub mod data;
+pub mod ntlm;
 pub mod persona;
 pub mod reply;
+pub mod rfc822;
 pub mod session;
 
 pub use auth::{AuthAttempt, AuthEnd, Mechanism};

@@ -13,10 +13,14 @@
 use super::auth::{AuthAttempt, AuthEnd, AuthExchange, Mechanism, Prompt};
 use super::command::{self, Command, Path, PathError};
 use super::data::{DataReceiver, DataSummary};
-use super::persona::{self, Persona, Vars};
+use super::ntlm;
+use super::persona::{self, Grammar, Persona, Vars};
 use super::reply::Reply;
 use std::borrow::Cow;
 use std::sync::Arc;
+
+/// Exim's rules for reading commands (see `Grammar::Exim`).
+mod exim;
 
 /// Limits and identity for every session of one listener.
 #[derive(Debug, Clone)]
@@ -211,7 +215,30 @@ pub struct Session {
     storage_full: bool,
     /// From the caller: random bits and the time, for CRAM-MD5 challenges.
     entropy: (u64, u64),
+    /// The client's IP address (from the socket), for replies that name it.
+    client: String,
+    /// The address the client connected to.
+    server_ip: Option<std::net::IpAddr>,
+    /// The name given in the last HELO/EHLO.
+    helo_name: Vec<u8>,
+    /// The session's start time as mail servers print it.
+    date: String,
+    /// Whether more input followed the command line being handled (the
+    /// client pipelined it): Exim's synchronisation checks look at this.
+    pending_input: bool,
+    /// Length of the message line being received and the longest so far.
+    body_line: u64,
+    longest_body_line: u64,
+    /// Messages whose queue id was given, to keep ids distinct.
+    queue_ids: u64,
+    /// State only Exim's grammar keeps.
+    exim: exim::State,
+    /// The first bytes of the BDAT message being received.
+    bdat_head: Vec<u8>,
 }
+
+/// How much of a BDAT message's start is kept to tell whether it has headers.
+const BDAT_HEAD: usize = 256;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct BdatMessage {
@@ -241,6 +268,16 @@ impl Session {
             commands: 0,
             storage_full: false,
             entropy: (0, 0),
+            client: String::new(),
+            server_ip: None,
+            helo_name: Vec::new(),
+            date: rfc5322_date(0),
+            pending_input: false,
+            body_line: 0,
+            longest_body_line: 0,
+            queue_ids: 0,
+            exim: exim::State::default(),
+            bdat_head: Vec::new(),
         }
     }
 
@@ -252,6 +289,33 @@ impl Session {
     /// (`<random.time@host>`, as Cyrus SASL makes them).
     pub fn set_entropy(&mut self, random: u64, unix_time: u64) {
         self.entropy = (random, unix_time);
+        self.date = rfc5322_date(unix_time);
+    }
+
+    /// The client's address and the one it connected to, as the socket
+    /// gives them (never what the client claims).
+    pub fn set_endpoints(&mut self, client: std::net::IpAddr, server: std::net::IpAddr) {
+        self.client = client.to_string();
+        self.server_ip = Some(server);
+    }
+
+    /// How long to wait before the greeting: the persona's delay plus a
+    /// random part of its jitter (from the entropy the caller gave).
+    pub fn greeting_delay(&self) -> std::time::Duration {
+        let t = &self.policy.persona.timing;
+        let jitter = match t.greeting_jitter_ms {
+            0 => 0,
+            j => (self.entropy.0 >> 16) % (j + 1),
+        };
+        std::time::Duration::from_millis(t.greeting_delay_ms + jitter)
+    }
+
+    /// A fresh queue id in the persona's format for a message being stored.
+    pub fn queue_id(&mut self, random: u64) -> String {
+        self.queue_ids += 1;
+        self.policy
+            .persona
+            .queue_id(random, self.entropy.1, &self.policy.hostname)
     }
 
     /// The banner to send on connect.
@@ -261,15 +325,21 @@ impl Session {
 
     /// Renders one of the persona's templates with this session's values.
     pub fn render(&self, template: &str, arg: &[u8]) -> Reply {
-        persona::render(
-            template,
-            &Vars {
-                host: &self.policy.hostname,
-                arg,
-                queue_id: "",
-                size: self.policy.max_message_size,
-            },
-        )
+        persona::render(template, &self.vars(arg, ""))
+    }
+
+    fn vars<'a>(&'a self, arg: &'a [u8], queue_id: &'a str) -> Vars<'a> {
+        Vars {
+            host: &self.policy.hostname,
+            arg,
+            queue_id,
+            size: self.policy.max_message_size,
+            client: &self.client,
+            helo: &self.helo_name,
+            date: &self.date,
+            starttls: self.policy.starttls && !self.tls_active,
+            chunk: self.chunk_size,
+        }
     }
 
     /// Command lines handled so far.
@@ -332,14 +402,16 @@ impl Session {
                 if input.is_empty() {
                     return need_more();
                 }
+                let before = content.len();
                 let fed = rx.feed(input, content);
-                if !fed.finished {
+                let summary = fed.finished.then(|| rx.summary());
+                self.measure_body_lines(&content[before..]);
+                let Some(summary) = summary else {
                     return Step {
                         consumed: fed.consumed,
                         action: Action::Content,
                     };
-                }
-                let summary = rx.summary();
+                };
                 self.phase = Phase::Command;
                 let envelope = self.envelope.take().unwrap_or_default();
                 Step {
@@ -359,6 +431,10 @@ impl Session {
                 let (remaining_after, last) = (*remaining - take as u64, *last);
                 *remaining = remaining_after;
                 let message = self.bdat.get_or_insert_with(BdatMessage::default);
+                if self.bdat_head.len() < BDAT_HEAD {
+                    let more = take.min(BDAT_HEAD - self.bdat_head.len());
+                    self.bdat_head.extend_from_slice(&input[..more]);
+                }
                 let room = self.policy.max_message_size.saturating_sub(message.size);
                 content.extend_from_slice(&input[..take.min(room as usize)]);
                 message.size += take as u64;
@@ -381,6 +457,10 @@ impl Session {
                     self.bdat = None;
                     self.last_bdat_size =
                         message.size + if message.tail == *b"\r\n" { 0 } else { 2 };
+                    let head = std::mem::take(&mut self.bdat_head);
+                    if self.policy.persona.grammar == Grammar::Exim {
+                        self.last_bdat_size += exim::added_separator(&head);
+                    }
                     let envelope = self.envelope.take().unwrap_or_default();
                     let summary = bdat_summary(message.size, self.policy.max_message_size);
                     return Step {
@@ -430,7 +510,10 @@ impl Session {
             Phase::Command => {
                 let window = &input[..input.len().min(self.policy.max_line_length)];
                 match memchr::memchr(b'\n', window) {
-                    Some(end) => self.line(&input[..=end]),
+                    Some(end) => {
+                        self.pending_input = input.len() > end + 1;
+                        self.line(&input[..=end])
+                    }
                     None if input.len() < self.policy.max_line_length => need_more(),
                     None => {
                         // Like Postfix: the first part of an overlong line is
@@ -447,7 +530,16 @@ impl Session {
     pub fn message_outcome(&mut self, end: &MessageEnd, outcome: Outcome<'_>) -> Reply {
         self.errors_before_reply = self.errors;
         self.messages += 1;
+        self.exim.message_done();
+        let longest = std::mem::take(&mut self.longest_body_line).max(self.body_line);
+        self.body_line = 0;
         let replies = &self.policy.persona.replies;
+        let limit = self.policy.persona.max_body_line_length;
+        if limit > 0 && longest > limit && !end.chunked && !end.summary.over_limit {
+            self.errors += 1;
+            let longest = longest.to_string();
+            return self.render(&replies.body_line_too_long, longest.as_bytes());
+        }
         if end.summary.over_limit {
             self.errors += 1;
             let template = if end.chunked {
@@ -469,15 +561,7 @@ impl Session {
                 } else {
                     (&replies.queued, &b""[..])
                 };
-                persona::render(
-                    template,
-                    &Vars {
-                        host: &self.policy.hostname,
-                        arg,
-                        queue_id,
-                        size: self.policy.max_message_size,
-                    },
-                )
+                persona::render(template, &self.vars(arg, queue_id))
             }
             Outcome::Failed => {
                 self.errors += 1;
@@ -579,6 +663,9 @@ impl Session {
                 },
             };
         }
+        if self.policy.persona.grammar == Grammar::Exim {
+            return self.exim_line(n, line, raw);
+        }
         // Postfix checks the whole line, then stops reading it at a NUL.
         if std::str::from_utf8(line).is_err() {
             return self.error(n, |r| &r.bad_utf8, b"");
@@ -610,10 +697,14 @@ impl Session {
     fn command(&mut self, n: usize, line: &[u8], raw: &[u8]) -> Step {
         match command::parse(line) {
             Command::Empty => self.error(n, |r| &r.empty, b""),
-            Command::Forbidden => {
+            Command::Forbidden if self.policy.persona.forbidden_commands => {
                 self.errors += 1;
                 let reply = self.reply(|r| &r.forbidden, b"");
                 self.step(n, reply, Effect::Error, true)
+            }
+            Command::Forbidden => {
+                let verb = verb(line).to_vec();
+                self.error(n, |r| &r.unknown, &verb)
             }
             Command::Helo(name) | Command::Ehlo(name) if name.is_empty() => {
                 if starts_with_ignore_case(line, b"EHLO") {
@@ -647,6 +738,11 @@ impl Session {
                 self.junk();
                 self.ok(n, |r| &r.noop, b"", Effect::None)
             }
+            Command::Quit(arg)
+                if !arg.is_empty() && !self.policy.persona.replies.quit_syntax.is_empty() =>
+            {
+                self.error(n, |r| &r.quit_syntax, b"")
+            }
             Command::Quit(_) => {
                 let reply = self.reply(|r| &r.quit, b"");
                 self.step(n, reply, Effect::None, true)
@@ -675,15 +771,20 @@ impl Session {
             Command::StartTls(arg) => self.starttls(n, arg),
             Command::Auth(arg) => self.auth(n, arg, raw),
             Command::Xclient => self.error(n, |r| &r.xclient, b""),
-            Command::Unknown(_) => self.error(n, |r| &r.unknown, b""),
+            Command::Unknown(verb) => {
+                let verb = verb.to_vec();
+                self.error(n, |r| &r.unknown, &verb)
+            }
         }
     }
 
     /// HELO/EHLO: a new greeting drops any transaction in progress.
     fn greet(&mut self, extended: bool, name: &[u8]) -> Effect {
         self.greeted = true;
+        self.helo_name = name.to_vec();
         self.envelope = None;
         self.bdat = None;
+        self.bdat_head.clear();
         Effect::Helo {
             extended,
             name: name.to_vec(),
@@ -698,21 +799,46 @@ impl Session {
         }
     }
 
-    fn ehlo_reply(&self) -> Reply {
-        let mut lines: Vec<Cow<'static, str>> = vec![self.policy.hostname.clone().into()];
-        for keyword in &self.policy.persona.ehlo_keywords {
-            let shown = match keyword.split(' ').next() {
-                Some("STARTTLS") => self.policy.starttls && !self.tls_active,
-                Some("AUTH") => self.auth_offered(),
-                _ => true,
-            };
-            if shown {
-                lines.push(
-                    keyword
-                        .replace("{size}", &self.policy.max_message_size.to_string())
-                        .into(),
-                );
+    /// The SASL mechanisms offered now: the persona's list where the
+    /// listener offers AUTH, plus those it offers everywhere.
+    fn mechanisms(&self) -> Vec<&str> {
+        let p = &self.policy.persona;
+        let mut list: Vec<&str> = if self.auth_offered() {
+            p.auth_mechanisms.iter().map(String::as_str).collect()
+        } else {
+            Vec::new()
+        };
+        for m in &p.auth_always {
+            if !list.contains(&m.as_str()) {
+                list.push(m);
             }
+        }
+        list
+    }
+
+    /// The EHLO reply: the persona's greeting line, then each keyword that
+    /// applies now. STARTTLS (and Exchange's X-ANONYMOUSTLS) only where TLS
+    /// can start, AUTH with the mechanisms offered now, Exim's PIPECONNECT
+    /// until the first message.
+    fn ehlo_reply(&self) -> Reply {
+        let p = &self.policy.persona;
+        let vars = self.vars(b"", "");
+        let first = persona::render(&format!("250 {}", p.hello), &vars);
+        let mut lines: Vec<Cow<'static, str>> = first.lines().to_vec();
+        let mechanisms = self.mechanisms();
+        for keyword in &p.ehlo_keywords {
+            let line = match keyword.split(' ').next() {
+                Some("STARTTLS" | "X-ANONYMOUSTLS") if !vars.starttls => continue,
+                Some("PIPECONNECT") if !self.exim.pipe_connect_acceptable() => continue,
+                Some("AUTH") if keyword == "AUTH" => {
+                    if mechanisms.is_empty() {
+                        continue;
+                    }
+                    format!("AUTH {}", mechanisms.join(" "))
+                }
+                _ => keyword.replace("{size}", &self.policy.max_message_size.to_string()),
+            };
+            lines.push(line.into());
         }
         Reply::multiline(250, lines)
     }
@@ -720,12 +846,13 @@ impl Session {
     fn reset(&mut self) -> Effect {
         self.envelope = None;
         self.bdat = None;
+        self.bdat_head.clear();
         Effect::Reset
     }
 
     /// Postfix's order: state first, then syntax, then each parameter.
     fn mail(&mut self, n: usize, path: Result<Path<'_>, PathError>) -> Step {
-        if self.policy.strict_order && !self.greeted {
+        if (self.policy.strict_order || self.policy.persona.helo_required) && !self.greeted {
             return self.error(n, |r| &r.need_helo, b"");
         }
         if self.envelope.is_some() {
@@ -849,15 +976,40 @@ impl Session {
                 d.eq_ignore_ascii_case(self.policy.hostname.as_bytes())
                     || d.eq_ignore_ascii_case(b"localhost")
                     || d.eq_ignore_ascii_case(b"localhost.localdomain")
+                    || self.is_our_address_literal(d)
             }
         };
+        // A local part that routes onwards (`user%elsewhere@us`, the percent
+        // hack; `elsewhere!user@us`; `user@elsewhere@us`) is relayed, as an
+        // open relay does: these are the forms relay testers try.
+        if user.iter().any(|b| b"%!@".contains(b)) {
+            return true;
+        }
         !local
+            || !self.policy.persona.check_local_users
             || self
                 .policy
                 .persona
                 .local_users
                 .iter()
                 .any(|u| user.eq_ignore_ascii_case(u.as_bytes()))
+    }
+
+    /// `[192.0.2.1]` or `[IPv6:...]` naming the address the client reached
+    /// (Postfix treats its own interfaces' literals as local).
+    fn is_our_address_literal(&self, domain: &[u8]) -> bool {
+        let Some(inner) = domain.strip_prefix(b"[").and_then(|d| d.strip_suffix(b"]")) else {
+            return false;
+        };
+        let inner = if inner.len() > 5 && inner[..5].eq_ignore_ascii_case(b"IPv6:") {
+            &inner[5..]
+        } else {
+            inner
+        };
+        let parsed = std::str::from_utf8(inner)
+            .ok()
+            .and_then(|t| t.parse::<std::net::IpAddr>().ok());
+        parsed.is_some_and(|ip| Some(ip) == self.server_ip)
     }
 
     fn vrfy(&mut self, n: usize, arg: &[u8]) -> Step {
@@ -918,10 +1070,13 @@ impl Session {
         let (Some(size), Some(last), None) = (size, last, words.next()) else {
             self.errors += 1;
             let reply = self.reply(|r| &r.bdat_syntax, b"");
-            return self.step(n, reply, Effect::Error, true);
+            let close = self.policy.persona.bdat_syntax_closes;
+            return self.step(n, reply, Effect::Error, close);
         };
+        let own = !self.policy.persona.replies.bdat_need_rcpt.is_empty();
         let refusal: Option<fn(&persona::Replies) -> &String> = match &self.envelope {
             Some(e) if !e.rcpt_to.is_empty() => None,
+            _ if own => Some(|r| &r.bdat_need_rcpt),
             None => Some(|r| &r.data_need_rcpt),
             Some(_) => Some(|r| &r.data_no_recipients),
         };
@@ -964,7 +1119,7 @@ impl Session {
     }
 
     fn auth(&mut self, n: usize, arg: &[u8], raw: &[u8]) -> Step {
-        if !self.auth_offered() {
+        if self.mechanisms().is_empty() {
             return self.error(n, |r| &r.auth_unavailable, b"");
         }
         if !self.greeted {
@@ -980,9 +1135,25 @@ impl Session {
         let (Some(name), initial, None) = (words.next(), words.next(), words.next()) else {
             return self.error(n, |r| &r.auth_syntax, b"");
         };
-        let Some(mechanism) = Mechanism::parse(name) else {
-            return self.error(n, |r| &r.auth_mechanism, b"");
+        let offered = self
+            .mechanisms()
+            .iter()
+            .any(|m| name.eq_ignore_ascii_case(m.as_bytes()));
+        let Some(mechanism) = Mechanism::parse(name).filter(|_| offered) else {
+            let name = name.to_vec();
+            return self.error(n, |r| &r.auth_mechanism, &name);
         };
+        self.begin_auth(n, mechanism, initial, raw)
+    }
+
+    /// Starts the SASL exchange for an accepted AUTH command.
+    fn begin_auth(
+        &mut self,
+        n: usize,
+        mechanism: Mechanism,
+        initial: Option<&[u8]>,
+        raw: &[u8],
+    ) -> Step {
         let (random, time) = self.entropy;
         let challenge = format!(
             "<{}.{}@{}>",
@@ -990,7 +1161,13 @@ impl Session {
             time,
             self.policy.hostname
         );
-        let (exchange, prompt) = AuthExchange::start(mechanism, initial, raw, challenge);
+        let ntlm_challenge = if mechanism == Mechanism::Ntlm {
+            self.ntlm_challenge()
+        } else {
+            Vec::new()
+        };
+        let (exchange, prompt) =
+            AuthExchange::start(mechanism, initial, raw, challenge, ntlm_challenge);
         match prompt {
             Prompt::Continue(text) => {
                 self.auth = Some(exchange);
@@ -1002,6 +1179,86 @@ impl Session {
             },
         }
     }
+}
+
+impl Session {
+    /// The NTLM CHALLENGE for this session: the persona's Windows names
+    /// (filled in from our host name), a server challenge from the entropy.
+    fn ntlm_challenge(&self) -> Vec<u8> {
+        let names = &self.policy.persona.ntlm;
+        let target = ntlm::Target::new(
+            &self.policy.hostname,
+            &names.netbios_domain,
+            &names.netbios_computer,
+            &names.dns_domain,
+            names.os_version,
+        );
+        let (random, time) = self.entropy;
+        let server = (random ^ time.rotate_left(29) ^ self.commands.rotate_left(7)).to_le_bytes();
+        ntlm::challenge(&target, server, ntlm::filetime(time))
+    }
+
+    /// Follows line lengths through message content (Exim's
+    /// `$max_received_linelength`, which its Debian DATA ACL checks).
+    fn measure_body_lines(&mut self, content: &[u8]) {
+        if self.policy.persona.max_body_line_length == 0 {
+            return;
+        }
+        let mut rest = content;
+        while let Some(lf) = memchr::memchr(b'\n', rest) {
+            let mut len = lf as u64;
+            if lf > 0 && rest[lf - 1] == b'\r' {
+                len -= 1;
+            } else if lf == 0 && self.body_line > 0 {
+                // The CR that ended the previous run belongs to this ending.
+                self.body_line = self.body_line.saturating_sub(1);
+            }
+            self.longest_body_line = self.longest_body_line.max(self.body_line + len);
+            self.body_line = 0;
+            rest = &rest[lf + 1..];
+        }
+        self.body_line += rest.len() as u64;
+    }
+}
+
+/// `Fri, 27 Nov 2026 19:48:40 +0000`, as Exim and Exchange print the time.
+fn rfc5322_date(unix_time: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix_time / 86_400;
+    let secs = unix_time % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// The first word of a command line.
+fn verb(line: &[u8]) -> &[u8] {
+    let line = line.trim_ascii_start();
+    let end = line
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(line.len());
+    &line[..end]
 }
 
 fn need_more() -> Step {

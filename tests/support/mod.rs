@@ -44,9 +44,11 @@ impl Honeypot {
             spool.display().to_string(),
             "--sensor".into(),
             SENSOR.into(),
-            "--hostname".into(),
-            HOSTNAME.into(),
         ];
+        if !extra.contains(&"--hostname") {
+            args.push("--hostname".into());
+            args.push(HOSTNAME.into());
+        }
         if !extra
             .iter()
             .any(|a| *a == "--listen" || a.starts_with("--config"))
