@@ -793,6 +793,32 @@ fn lookups_fill_the_reports_then_come_from_the_cache() {
     assert!(!bare_xdg.exists());
     assert_eq!((vt.count(), abuse.count(), otx.count()), (6, 6, 12));
 
+    // A broken config file: the error names the place, never the key.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        format!("[analyze.osint.virustotal]\nkey = {VT_KEY}\n"),
+    )
+    .unwrap();
+    let refused = run(
+        &[
+            "--no-geoip",
+            spool_s,
+            "--out",
+            out_s,
+            "--config",
+            broken.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("broken.toml: ") && stderr.contains("(line 2)"),
+        "{stderr}"
+    );
+    assert_no_key(&refused, &[]);
+
     // The cache is never put in the spool.
     let inside = spool.join("osint-sensor/cache");
     let refused = run(

@@ -40,7 +40,15 @@ pub struct AnalyzeConfig {
 pub fn read(path: &Path) -> Result<AnalyzeConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The message and the line only: toml's full error quotes the line,
+    // which may hold an API key.
+    let file: File = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        format!("{}: {}{at}", path.display(), e.message().trim_end())
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
     let c = file.analyze;
