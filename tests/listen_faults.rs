@@ -208,7 +208,13 @@ fn kill_9_at_random_points_a_hundred_times() {
 
     let sessions = sealed_sessions(&spool);
     for (d, m) in &sessions {
-        check_session(d, m);
+        // Recovered sessions are checked by `latrine verify` below: one
+        // killed between its mkdir and its transcript has no transcript, and
+        // a recovered message's time can fall outside the session's (both
+        // noted in issue 6's closing note).
+        if m.end_reason != EndReason::Recovered {
+            check_session(d, m);
+        }
     }
     let stored: BTreeMap<&str, (&str, bool)> = sessions
         .iter()

@@ -65,6 +65,16 @@ fn ensure_generated(state_dir: &Path, hostname: &str) -> Result<(PathBuf, PathBu
     }
     crate::spool::writer::create_dirs(state_dir)
         .map_err(|e| format!("cannot create state directory {}: {e}", state_dir.display()))?;
+    // A key without its certificate: a start killed between the two. The
+    // key was never served; it is set aside (never deleted) and a new pair made.
+    if key.exists() && !cert.exists() {
+        let aside = state_dir.join(format!(
+            "key.pem.unused-{}",
+            time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+        ));
+        std::fs::rename(&key, &aside)
+            .map_err(|e| format!("cannot set aside {}: {e}", key.display()))?;
+    }
     let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()])
         .map_err(|e| format!("cannot make a certificate for {hostname}: {e}"))?;
     let mut name = rcgen::DistinguishedName::new();
@@ -85,10 +95,16 @@ fn ensure_generated(state_dir: &Path, hostname: &str) -> Result<(PathBuf, PathBu
     Ok((cert, key))
 }
 
+/// Writes a whole file under a temporary name, then renames it into place,
+/// so that a kill never leaves half a PEM file behind.
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let mut file = crate::spool::writer::create_new(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(format!(".tmp-{}", std::process::id()));
+    let temp = PathBuf::from(temp);
+    let mut file = crate::spool::writer::create_new(&temp)
+        .map_err(|e| format!("cannot create {}: {e}", temp.display()))?;
     file.write_all(bytes)
         .and_then(|_| file.sync_all())
+        .and_then(|_| std::fs::rename(&temp, path))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
