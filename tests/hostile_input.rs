@@ -94,19 +94,9 @@ struct Battery {
 
 impl Battery {
     fn start(extra: &[&str]) -> Battery {
-        let mut args = vec![
-            "--listen",
-            "127.0.0.1:0",
-            "--listen-submission",
-            "127.0.0.2:0",
-            "--listen-smtps",
-            "127.0.0.3:0",
-            "--auth-policy",
-            "reject",
-        ];
+        let mut args = vec!["--auth-policy", "reject"];
         args.extend_from_slice(extra);
-        let h = Honeypot::start(&args);
-        let a = h.listening_addresses(3);
+        let (h, a) = Honeypot::start_all_modes(&args);
         Battery {
             smtp: a[0],
             submission: a[1],

@@ -591,19 +591,7 @@ struct Target {
 
 impl Target {
     fn start(extra: &[&str]) -> Target {
-        // Three loopback addresses: `listen` refuses the same address twice,
-        // even with port 0. The client's address is 127.0.0.1 for all three.
-        let mut args = vec![
-            "--listen",
-            "127.0.0.1:0",
-            "--listen-submission",
-            "127.0.0.2:0",
-            "--listen-smtps",
-            "127.0.0.3:0",
-        ];
-        args.extend_from_slice(extra);
-        let h = Honeypot::start(&args);
-        let addresses = h.listening_addresses(3);
+        let (h, addresses) = Honeypot::start_all_modes(extra);
         Target {
             smtp: addresses[0],
             submission: addresses[1],

@@ -301,6 +301,25 @@ pub fn require_tool(name: &str) -> bool {
 }
 
 impl Honeypot {
+    /// Starts a honeypot with one listener of each mode (smtp, submission,
+    /// smtps) and returns their addresses in that order. Three loopback
+    /// addresses, because `listen` refuses the same address twice even with
+    /// port 0; the client's address is 127.0.0.1 for all three.
+    pub fn start_all_modes(extra: &[&str]) -> (Honeypot, [SocketAddr; 3]) {
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--listen-submission",
+            "127.0.0.2:0",
+            "--listen-smtps",
+            "127.0.0.3:0",
+        ];
+        args.extend_from_slice(extra);
+        let h = Honeypot::start(&args);
+        let a = h.listening_addresses(3);
+        (h, [a[0], a[1], a[2]])
+    }
+
     /// Every address the process listens on, in the order of its start-up
     /// log lines: one `listening on ADDR` line per listener, the `--listen`
     /// ones first, then `--listen-submission`, then `--listen-smtps`. Waits
