@@ -788,6 +788,53 @@ fn modes(dir: &Path) -> Vec<(PathBuf, u32, bool)> {
 }
 
 #[test]
+fn a_link_planted_after_sessions_were_sealed_is_refused_too() {
+    // The day's directory is walked once and then kept open; a link put in
+    // its place later must not be written through either.
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path().join("spool");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let mut h = Honeypot::start_on(&spool, &[]);
+    let mut d = Dialog::open(&h);
+    assert!(d.cmd("EHLO first.example").starts_with("250-"));
+    assert_eq!(d.cmd("QUIT"), "221 2.0.0 Bye");
+    assert!(poll(Duration::from_secs(10), || sealed_sessions(&spool)
+        .len()
+        == 1));
+    let day = sealed_sessions(&spool)[0].0.parent().unwrap().to_path_buf();
+
+    // The real directory moves away (it stays inside the spool) and a link
+    // to somewhere else takes its name.
+    let moved = day.with_file_name("moved");
+    std::fs::rename(&day, &moved).unwrap();
+    std::os::unix::fs::symlink(&outside, &day).unwrap();
+    let mut d = Dialog::open(&h);
+    assert!(d.cmd("EHLO second.example").starts_with("250-"));
+    assert_eq!(d.cmd("QUIT"), "221 2.0.0 Bye");
+    assert!(
+        poll(Duration::from_secs(10), || h
+            .log
+            .lock()
+            .unwrap()
+            .contains("is a symbolic link: not followed")),
+        "no error logged; log:\n{}",
+        h.log.lock().unwrap()
+    );
+    assert!(
+        std::fs::read_dir(&outside).unwrap().next().is_none(),
+        "evidence written through the link"
+    );
+    assert_eq!(std::fs::read_dir(&moved).unwrap().count(), 1);
+    assert_eq!(
+        incoming(&spool).len(),
+        1,
+        "the second session stays in .incoming"
+    );
+    assert_eq!(h.terminate(), Some(0));
+}
+
+#[test]
 fn planted_links_never_redirect_evidence() {
     let tmp = tempfile::tempdir().unwrap();
     let spool = tmp.path().join("spool");

@@ -10,9 +10,11 @@ use crate::events::{EndReason, Event, EventRecord, EventStream, StoredMessage};
 use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -42,6 +44,18 @@ pub struct Spool {
     committer: Option<GroupCommit>,
     /// The last directory sessions were sealed into whose parents' entries were synced.
     parents_synced: Mutex<Option<PathBuf>>,
+    /// The day's directory, walked once without following links and kept
+    /// open: sealing renames into it by descriptor.
+    sealed_parent: Mutex<Option<OpenParent>>,
+}
+
+/// A directory sessions are sealed into, open.
+struct OpenParent {
+    /// Its path below the root.
+    rel: PathBuf,
+    dir: Arc<OwnedFd>,
+    /// Device and inode when opened: the path must still name this directory.
+    id: (u64, u64),
 }
 
 impl std::fmt::Debug for Spool {
@@ -117,6 +131,7 @@ impl Spool {
             durability,
             committer,
             parents_synced: Mutex::new(None),
+            sealed_parent: Mutex::new(None),
         })
     }
 
@@ -218,6 +233,31 @@ impl Spool {
         };
         writer.record_at(started_at, connect)?;
         Ok(writer)
+    }
+
+    /// The directory `rel` (below the root) open, for sealing into. Walked
+    /// without following links (see [`super::nofollow`]) the first time; then
+    /// reused while its path still names the same directory, itself not a
+    /// link (one `stat` instead of a walk per seal).
+    fn sealed_parent(&self, rel: &Path) -> io::Result<Arc<OwnedFd>> {
+        let mut cached = self.sealed_parent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = cached.as_ref().filter(|open| open.rel == rel)
+            && let Ok(meta) = fs::symlink_metadata(self.root.join(rel))
+            && meta.is_dir()
+            && (meta.dev(), meta.ino()) == open.id
+        {
+            return Ok(Arc::clone(&open.dir));
+        }
+        *cached = None;
+        let dir = super::nofollow::open_dirs_below(&self.root, rel)?;
+        let meta = File::from(dir.try_clone()?).metadata()?;
+        let dir = Arc::new(dir);
+        *cached = Some(OpenParent {
+            rel: rel.to_path_buf(),
+            dir: Arc::clone(&dir),
+            id: (meta.dev(), meta.ino()),
+        });
+        Ok(dir)
     }
 
     /// Where a sealed session lives: `<root>/<sensor>/<YYYY>/<MM>/<DD>/<id>`,
@@ -505,7 +545,7 @@ impl Closed {
     /// `manifest.json` last. Blocking; reads each message (bounded, see
     /// [`attachments::MAX_EXTRACT_SIZE`]).
     pub fn prepare(self) -> io::Result<SealPlan> {
-        prepare(self.spool, self.dir, self.builder, &self.known, self.open)
+        prepare(self.spool, self.dir, self.builder, self.known, self.open)
     }
 }
 
@@ -513,7 +553,7 @@ impl Closed {
 /// [`before_rename`](Self::before_rename), [`rename`](Self::rename), then
 /// sync [`Spool::after_rename`].
 pub struct SealPlan {
-    root: PathBuf,
+    spool: Arc<Spool>,
     dir: PathBuf,
     target: PathBuf,
     sync: Vec<Target>,
@@ -535,7 +575,7 @@ impl SealPlan {
         let parent = self
             .target
             .parent()
-            .and_then(|p| p.strip_prefix(&self.root).ok())
+            .and_then(|p| p.strip_prefix(self.spool.root()).ok())
             .ok_or_else(|| {
                 io::Error::other(format!("{} is outside the spool", self.target.display()))
             })?;
@@ -544,7 +584,7 @@ impl SealPlan {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| io::Error::other("a session directory has no name"))?;
-        let parent_dir = super::nofollow::open_dirs_below(&self.root, parent)?;
+        let parent_dir = self.spool.sealed_parent(parent)?;
         super::nofollow::rename_into(&self.dir, &parent_dir, name)?;
         Ok(self.target)
     }
@@ -559,7 +599,7 @@ pub fn seal(spool: &Arc<Spool>, dir: &Path, builder: ManifestBuilder) -> io::Res
         Arc::clone(spool),
         dir.to_path_buf(),
         builder,
-        &[],
+        Vec::new(),
         Vec::new(),
     )?;
     spool.commit_blocking(plan.before_rename())?;
@@ -572,13 +612,13 @@ fn prepare(
     spool: Arc<Spool>,
     dir: PathBuf,
     builder: ManifestBuilder,
-    known: &[(String, u64, String)],
+    mut known: Vec<(String, u64, String)>,
     open: Vec<File>,
 ) -> io::Result<SealPlan> {
     let durable = spool.durability == Durability::Fsync;
     let mut manifest = builder.finish();
-    add_message_details(&dir, &mut manifest)?;
-    manifest.files = list_files(&dir, &manifest, known)?;
+    add_message_details(&dir, &mut manifest, &mut known)?;
+    manifest.files = list_files(&dir, &manifest, &known)?;
     let mut out = create_new(&dir.join(MANIFEST))?;
     out.write_all(&manifest.to_json())?;
     let mut sync = Vec::new();
@@ -615,7 +655,7 @@ fn prepare(
     }
     let target = spool.sealed_dir(&manifest.sensor, &manifest.started_at, &manifest.session_id);
     Ok(SealPlan {
-        root: spool.root().to_path_buf(),
+        spool,
         dir,
         target,
         sync,
@@ -623,8 +663,13 @@ fn prepare(
 }
 
 /// Parses each stored message for headers and attachments and stores every
-/// attachment once under `attachments/<sha256>`.
-fn add_message_details(dir: &Path, manifest: &mut Manifest) -> io::Result<()> {
+/// attachment once under `attachments/<sha256>`. The attachments written
+/// here are added to `written`, so that they are not read back to be hashed.
+fn add_message_details(
+    dir: &Path,
+    manifest: &mut Manifest,
+    written: &mut Vec<(String, u64, String)>,
+) -> io::Result<()> {
     let mut extraction_failed = false;
     let mut not_extracted = false;
     for message in &mut manifest.messages {
@@ -672,7 +717,11 @@ fn add_message_details(dir: &Path, manifest: &mut Manifest) -> io::Result<()> {
             if !path.exists() {
                 create_dirs(&dir.join("attachments"))?;
                 match create_new(&path) {
-                    Ok(mut out) => out.write_all(&attachment.content)?,
+                    Ok(mut out) => {
+                        out.write_all(&attachment.content)?;
+                        let size = attachment.content.len() as u64;
+                        written.push((file.clone(), size, sha256.clone()));
+                    }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(e),
                 }
@@ -743,6 +792,17 @@ fn list_files(
     manifest: &Manifest,
     known: &[(String, u64, String)],
 ) -> io::Result<Vec<FileRecord>> {
+    // Looked up once per file: a session may hold thousands of messages.
+    let by_path: HashMap<&str, (u64, &str)> = known
+        .iter()
+        .map(|(path, size, sha256)| (path.as_str(), (*size, sha256.as_str())))
+        .chain(
+            manifest
+                .messages
+                .iter()
+                .map(|m| (m.file.as_str(), (m.size, m.sha256.as_str()))),
+        )
+        .collect();
     let mut files = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -759,18 +819,9 @@ fn list_files(
                 continue;
             }
             let len = entry.metadata()?.len();
-            let message = manifest
-                .messages
-                .iter()
-                .find(|m| m.file == path_text && m.size == len)
-                .map(|m| (m.size, m.sha256.clone()));
-            let written = known
-                .iter()
-                .find(|(path, size, _)| *path == path_text && *size == len)
-                .map(|(_, size, sha256)| (*size, sha256.clone()));
-            let (size, sha256) = match message.or(written) {
-                Some(known) => known,
-                None => hash_file(&dir.join(&rel_path))?,
+            let (size, sha256) = match by_path.get(path_text.as_str()) {
+                Some(&(size, sha256)) if size == len => (size, sha256.to_string()),
+                _ => hash_file(&dir.join(&rel_path))?,
             };
             files.push(FileRecord {
                 path: path_text,
