@@ -170,31 +170,6 @@ fn wait_server_read(client: &TcpStream) {
     );
 }
 
-/// A `/proc/<pid>/status` field in KiB (`VmHWM` is the peak resident size).
-fn status_kib(h: &Honeypot, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", h.child.id())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| {
-            v.trim_start_matches(':')
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", h.child.id()))
-}
-
-/// Resets the peak resident size (`VmHWM`) to the current one. Where the
-/// kernel refuses, the peak stays the lifetime one: a stricter check.
-fn reset_peak(h: &Honeypot) {
-    if let Err(e) = std::fs::write(format!("/proc/{}/clear_refs", h.child.id()), "5") {
-        eprintln!("cannot reset VmHWM ({e}); using the lifetime peak");
-    }
-}
-
 /// The 250 reply's queue id.
 fn queue_id(reply: &str) -> String {
     reply
@@ -609,7 +584,7 @@ fn a_50_mb_message_is_streamed_not_buffered() {
     assert!(d.cmd("DATA").starts_with("354 "));
 
     let baseline = h.rss_kib();
-    reset_peak(&h);
+    h.reset_peak();
     let mut max_sampled = baseline;
     for (i, chunk) in message.chunks(64 * 1024).enumerate() {
         d.send(chunk);
@@ -621,10 +596,10 @@ fn a_50_mb_message_is_streamed_not_buffered() {
     let reply = d.reply();
     let qid = queue_id(&reply);
     max_sampled = max_sampled.max(h.rss_kib());
-    let receiving_peak = status_kib(&h, "VmHWM").max(max_sampled);
+    let receiving_peak = h.status_kib("VmHWM").max(max_sampled);
     let after_receiving = h.rss_kib();
 
-    reset_peak(&h);
+    h.reset_peak();
     assert_eq!(d.cmd("QUIT"), "221 2.0.0 Bye");
     let mut sealing_sampled = 0;
     assert!(
@@ -634,7 +609,7 @@ fn a_50_mb_message_is_streamed_not_buffered() {
         }),
         "the session was not sealed within 60 s"
     );
-    let sealing_peak = status_kib(&h, "VmHWM");
+    let sealing_peak = h.status_kib("VmHWM");
     let after_sealing = h.rss_kib();
     eprintln!(
         "50 MB message: RSS baseline {baseline} KiB; receiving: sampled max {max_sampled} KiB, \

@@ -165,6 +165,9 @@ impl Connection {
                         if let Err(e) = writer.park() {
                             tracing::warn!(session = writer.id(), "transcript write failed: {e}");
                         }
+                        if input.is_empty() {
+                            *input = Vec::new();
+                        }
                         parked = true;
                     }
                     read => break read,

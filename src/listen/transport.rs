@@ -6,9 +6,13 @@ use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Bytes asked of the socket per read. A partial command line plus one read
-/// is the most a session ever holds as input.
+/// Most bytes asked of the socket per read. A partial command line plus one
+/// read is the most a session ever holds as input.
 pub const READ_SIZE: usize = 64 * 1024;
+/// A connection's first read buffer. It doubles, up to [`READ_SIZE`], each
+/// time a read fills it (a message streaming in): thousands of connections
+/// that each send a command line then hold a few KiB, not 64.
+const FIRST_READ_SIZE: usize = 4 * 1024;
 /// TLS reads are smaller: the buffer must be reserved before waiting.
 const TLS_READ_SIZE: usize = 16 * 1024;
 
@@ -28,9 +32,14 @@ impl Transport {
                 // Reserve only once there is something to read: an idle
                 // plaintext connection holds no read buffer.
                 socket.readable().await?;
-                input.reserve(READ_SIZE);
+                input.reserve(FIRST_READ_SIZE);
+                let spare = input.capacity() - input.len();
                 match socket.try_read_buf(input) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Ok(n) if n == spare && input.capacity() < READ_SIZE => {
+                        input.reserve(input.capacity());
+                        return Ok(n);
+                    }
                     other => return other,
                 }
             },

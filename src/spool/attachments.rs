@@ -3,7 +3,10 @@
 //! The parser sees attacker-made MIME. It runs under `catch_unwind`, nested
 //! `message/rfc822` parts are followed only [`MAX_DEPTH`] levels deep, and at
 //! most [`MAX_ATTACHMENTS`] attachments are taken per message, so one message
-//! can neither crash the sealing nor fill the disk with tiny parts.
+//! can neither crash the sealing nor fill the disk with tiny parts. A message
+//! with more than [`MAX_PARTS`] boundary lines is not parsed at all (see
+//! [`too_many_parts`]): the parser keeps a structure per part, and a million
+//! tiny parts took about 185 MB to seal.
 
 use super::manifest::Headers;
 use mail_parser::decoders::base64::base64_decode;
@@ -22,6 +25,10 @@ pub const MAX_ATTACHMENTS: usize = 1000;
 pub const MAX_EXTRACT_SIZE: u64 = 32 << 20;
 /// How far into a big message its header block is looked for.
 pub const MAX_HEADER_BLOCK: usize = 1 << 20;
+/// Boundary-like lines (`--...` at a line start) above which a message is
+/// not parsed whole: its headers are read from its header block and its
+/// attachments are not extracted. Far above any real message's part count.
+pub const MAX_PARTS: usize = 10_000;
 /// Longest header value kept in the manifest, in characters.
 const MAX_HEADER_CHARS: usize = 2048;
 
@@ -42,6 +49,26 @@ pub struct Parsed {
     pub attachments: Vec<Attachment>,
     /// Attachments past [`MAX_ATTACHMENTS`], not extracted.
     pub skipped: usize,
+}
+
+/// Whether `eml` has more than [`MAX_PARTS`] lines that start with `--`
+/// (every MIME part starts with one). Counting stops at the limit.
+pub fn too_many_parts(eml: &[u8]) -> bool {
+    let starts = usize::from(eml.starts_with(b"--"));
+    starts
+        + memchr::memmem::find_iter(eml, b"\n--")
+            .take(MAX_PARTS + 1)
+            .count()
+        > MAX_PARTS
+}
+
+/// The start of `message` up to and including the blank line that ends its
+/// header block (all of it when there is none).
+pub fn header_block(message: &[u8]) -> &[u8] {
+    let end = memchr::memmem::find(message, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| memchr::memmem::find(message, b"\n\n").map(|i| i + 2));
+    &message[..end.unwrap_or(message.len())]
 }
 
 /// Parses `eml`; an error says why nothing could be parsed.
@@ -205,6 +232,24 @@ fn clip(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn part_bombs_are_counted_up_to_the_limit() {
+        let mut eml = b"Subject: x\r\nContent-Type: multipart/mixed; boundary=t\r\n\r\n".to_vec();
+        for _ in 0..MAX_PARTS {
+            eml.extend_from_slice(b"--t\r\n\r\nx\r\n");
+        }
+        assert!(!too_many_parts(&eml), "exactly the limit is parsed");
+        eml.extend_from_slice(b"--t--\r\n");
+        assert!(too_many_parts(&eml));
+        assert!(too_many_parts(&[b"--".as_slice(), &eml[..]].concat()));
+        assert_eq!(
+            header_block(&eml),
+            b"Subject: x\r\nContent-Type: multipart/mixed; boundary=t\r\n\r\n"
+        );
+        assert_eq!(header_block(b"A: b\n\nbody"), b"A: b\n\n");
+        assert_eq!(header_block(b"A: b"), b"A: b");
+    }
 
     #[test]
     fn attachment_with_hostile_name_is_metadata_only() {

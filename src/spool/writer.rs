@@ -702,6 +702,20 @@ fn add_message_details(
                 continue;
             }
         };
+        if attachments::too_many_parts(&eml) {
+            // A part bomb: parsed whole, each part would cost a structure.
+            let head = &eml[..eml.len().min(attachments::MAX_HEADER_BLOCK)];
+            if let Ok(parsed) = attachments::extract(attachments::header_block(head)) {
+                message.headers = parsed.headers;
+            }
+            message.parse_error = Some(format!(
+                "message has more than {} MIME boundary lines: headers read from its header \
+                 block, attachments not extracted (the message is stored whole)",
+                attachments::MAX_PARTS
+            ));
+            not_extracted = true;
+            continue;
+        }
         let parsed = match attachments::extract(&eml) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -776,12 +790,8 @@ fn read_header_block(path: &Path) -> io::Result<Vec<u8>> {
     let mut head = Vec::new();
     file.take(attachments::MAX_HEADER_BLOCK as u64)
         .read_to_end(&mut head)?;
-    let end = memchr::memmem::find(&head, b"\r\n\r\n")
-        .map(|i| i + 4)
-        .or_else(|| memchr::memmem::find(&head, b"\n\n").map(|i| i + 2));
-    if let Some(end) = end {
-        head.truncate(end);
-    }
+    let end = attachments::header_block(&head).len();
+    head.truncate(end);
     Ok(head)
 }
 

@@ -145,12 +145,25 @@ impl Honeypot {
 
     /// Resident memory of the listener, in KiB (from /proc).
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS")
+    }
+
+    /// A `/proc/<pid>/status` field in KiB (`VmHWM` is the peak resident size).
+    pub fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.child.id()))
+    }
+
+    /// Resets the peak resident size (`VmHWM`) to the current one. Where the
+    /// kernel refuses, the peak stays the lifetime one: a stricter check.
+    pub fn reset_peak(&self) {
+        if let Err(e) = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5") {
+            eprintln!("cannot reset VmHWM ({e}); using the lifetime peak");
+        }
     }
 }
 
