@@ -111,7 +111,7 @@
 //! | `limits_hit` | limits the session reached: `message_size`, `recipients`, `line_length`, `errors`, `idle_timeout`, `session_time`, ... |
 //! | `messages` | see below |
 //! | `files` | `{path, size, sha256}` for every file in the directory but `manifest.json` |
-//! | `flags` | `starttls_injection`, `recovered`, `journal_damaged`, `journal_missing`, `manifest_partial`, `extraction_failed`, `attachments_not_extracted` (a message over 32 MiB: headers from its header block only, see its `parse_error`) |
+//! | `flags` | `starttls_injection`, `recovered`, `journal_damaged`, `journal_missing`, `manifest_partial`, `extraction_failed`, `attachments_not_extracted` (a message over 32 MiB, or with more than 10,000 MIME boundary lines: headers from its header block only, see its `parse_error`) |
 //!
 //! Each message: `index`, `file`, `size` and `sha256` (of the file),
 //! `mail_from`, `mail_params`, `rcpt_to` (list), `received_at`,
