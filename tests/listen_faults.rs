@@ -787,6 +787,27 @@ fn modes(dir: &Path) -> Vec<(PathBuf, u32, bool)> {
     out
 }
 
+/// A session greeted with `helo`: it cannot be sealed through the link
+/// (the error is logged) and nothing reaches `outside`.
+fn session_refused_by_link(h: &Honeypot, helo: &str, outside: &Path) {
+    let mut d = Dialog::open(h);
+    assert!(d.cmd(&format!("EHLO {helo}")).starts_with("250-"));
+    assert_eq!(d.cmd("QUIT"), "221 2.0.0 Bye");
+    assert!(
+        poll(Duration::from_secs(10), || h
+            .log
+            .lock()
+            .unwrap()
+            .contains("is a symbolic link: not followed")),
+        "no error logged; log:\n{}",
+        h.log.lock().unwrap()
+    );
+    assert!(
+        std::fs::read_dir(outside).unwrap().next().is_none(),
+        "evidence written through the link"
+    );
+}
+
 #[test]
 fn a_link_planted_after_sessions_were_sealed_is_refused_too() {
     // The day's directory is walked once and then kept open; a link put in
@@ -809,22 +830,7 @@ fn a_link_planted_after_sessions_were_sealed_is_refused_too() {
     let moved = day.with_file_name("moved");
     std::fs::rename(&day, &moved).unwrap();
     std::os::unix::fs::symlink(&outside, &day).unwrap();
-    let mut d = Dialog::open(&h);
-    assert!(d.cmd("EHLO second.example").starts_with("250-"));
-    assert_eq!(d.cmd("QUIT"), "221 2.0.0 Bye");
-    assert!(
-        poll(Duration::from_secs(10), || h
-            .log
-            .lock()
-            .unwrap()
-            .contains("is a symbolic link: not followed")),
-        "no error logged; log:\n{}",
-        h.log.lock().unwrap()
-    );
-    assert!(
-        std::fs::read_dir(&outside).unwrap().next().is_none(),
-        "evidence written through the link"
-    );
+    session_refused_by_link(&h, "second.example", &outside);
     assert_eq!(std::fs::read_dir(&moved).unwrap().count(), 1);
     assert_eq!(
         incoming(&spool).len(),
@@ -852,22 +858,7 @@ fn planted_links_never_redirect_evidence() {
     std::fs::create_dir_all(day.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(&outside, &day).unwrap();
     let mut h = Honeypot::start_on(&spool, &[]);
-    let mut d = Dialog::open(&h);
-    assert!(d.cmd("EHLO link.example").starts_with("250-"));
-    assert_eq!(d.cmd("QUIT"), "221 2.0.0 Bye");
-    assert!(
-        poll(Duration::from_secs(10), || h
-            .log
-            .lock()
-            .unwrap()
-            .contains("is a symbolic link: not followed")),
-        "no error logged; log:\n{}",
-        h.log.lock().unwrap()
-    );
-    assert!(
-        std::fs::read_dir(&outside).unwrap().next().is_none(),
-        "evidence written through the link"
-    );
+    session_refused_by_link(&h, "link.example", &outside);
     let kept = incoming(&spool);
     assert_eq!(kept.len(), 1, "the session stays in .incoming");
     assert!(kept[0].join("transcript.log").is_file());
