@@ -87,8 +87,12 @@ def smtp_session_seeds():
         )
         if len(sends) > 8192:
             continue
-        # Postfix's defaults (no TLS, no AUTH, big limits) in one chunk.
-        write("smtp_session", "ref-" + d["name"], header(flags=0, size=255, rcpts=3, msgs=3) + sends)
+        # Postfix's defaults (no TLS, no AUTH, big limits) in one chunk,
+        # once per persona (bits 2-3 of the recipients byte): the same
+        # dialogs were replayed against the real Exim too.
+        for persona, prefix in ((0, "ref-"), (1, "ref-exim-"), (2, "ref-exchange-")):
+            knobs = header(flags=0, size=255, rcpts=3 | (persona << 2), msgs=3)
+            write("smtp_session", prefix + d["name"], knobs + sends)
 
     b64 = lambda b: base64.b64encode(b)
     msg = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nbody\r\n..stuffed\r\n.undoubled\r\n"

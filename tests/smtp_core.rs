@@ -18,7 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use latrine::smtp::{
     Action, AuthAttempt, AuthEnd, AuthOffer, DataFlags, Effect, Mechanism, MessageEnd, Outcome,
-    Policy, Reply, Session,
+    Persona, Policy, Reply, Session,
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -2412,6 +2412,30 @@ fn too_many_errors_closes_with_421() {
     let t = converse_with(strict, b"A\r\nB\r\nC\r\n");
     assert_eq!(t.codes(), [500, 500, 500, 421]);
     assert!(t.closed);
+}
+
+#[test]
+fn a_persona_that_answers_help_does_not_count_it_as_an_error() {
+    // Postfix refuses HELP (500, an error); Exchange lists its commands (214).
+    // Found by the fuzz target once it drew personas.
+    let exchange = Policy {
+        persona: Persona::builtin("exchange").unwrap(),
+        max_errors: 2,
+        ..policy()
+    };
+    let t = converse_with(exchange, b"HELP\r\nHELP\r\nHELP\r\nQUIT\r\n");
+    assert_eq!(t.codes(), [214, 214, 214, 221]);
+    assert!(
+        t.effects[..3].iter().all(|e| *e == Effect::None),
+        "{:?}",
+        t.effects
+    );
+    let postfix = Policy {
+        max_errors: 2,
+        ..policy()
+    };
+    let t = converse_with(postfix, b"HELP\r\nHELP\r\nQUIT\r\n");
+    assert_eq!(t.codes(), [500, 500, 421]);
 }
 
 #[test]

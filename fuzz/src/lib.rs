@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use latrine::escape::{escape_ascii, escape_text, unescape};
-use latrine::smtp::{Action, AuthEnd, AuthOffer, Effect, Outcome, Policy, Reply, Session};
+use latrine::smtp::{Action, AuthEnd, AuthOffer, Effect, Outcome, Persona, Policy, Reply, Session};
 use latrine::spool::Manifest;
 use latrine::spool::attachments::{self, MAX_ATTACHMENTS, MAX_DEPTH};
 use latrine::spool::transcript::parse_record;
@@ -44,7 +44,7 @@ pub const SESSION_HEADER: usize = 8;
 /// |---|---|
 /// | 0 | bit 0 `starttls`, bit 1 `implicit_tls`, bits 2-3 `auth` (0 never, 1 after TLS, 2-3 always), bit 4 `strict_order`, bit 5 toggle `storage_full` at every chunk, bit 6 first message outcome `Failed`, bit 7 first AUTH refused |
 /// | 1 | `max_message_size`: < 128 → that many bytes; else `1024 + 8 * (b - 128)` |
-/// | 2 | `max_recipients` = `1 + b % 4` |
+/// | 2 | `max_recipients` = `1 + b % 4`; persona `(b >> 2) % 3`: postfix, exim (its own command grammar), exchange |
 /// | 3 | `max_messages` = `1 + b % 4` |
 /// | 4 | `max_line_length`: < 128 → `512 + b`; else `b - 120` (8..135, below what the config allows) |
 /// | 5 | `max_errors` = `1 + b % 24` |
@@ -63,9 +63,16 @@ pub struct SessionKnobs {
 impl SessionKnobs {
     pub fn parse(header: &[u8; SESSION_HEADER]) -> SessionKnobs {
         let [flags, size, rcpts, msgs, line, errors, max_chunk, seed] = *header;
-        // `Policy::new` parses the persona's TOML: once is enough.
-        static BASE: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
-        let mut policy = BASE.get_or_init(|| Policy::new("mx.example.com")).clone();
+        // Building a policy parses the persona's TOML: once each is enough.
+        const PERSONAS: [&str; 3] = ["postfix", "exim", "exchange"];
+        static BASE: [std::sync::OnceLock<Policy>; 3] = [const { std::sync::OnceLock::new() }; 3];
+        let which = usize::from(rcpts >> 2) % PERSONAS.len();
+        let mut policy = BASE[which]
+            .get_or_init(|| Policy {
+                persona: Persona::builtin(PERSONAS[which]).expect("a built-in persona"),
+                ..Policy::new("mx.example.com")
+            })
+            .clone();
         policy.starttls = flags & 1 != 0;
         policy.implicit_tls = flags & 2 != 0;
         policy.auth = match (flags >> 2) & 3 {

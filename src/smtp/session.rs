@@ -614,8 +614,13 @@ impl Session {
         pick: impl Fn(&persona::Replies) -> &String,
         arg: &[u8],
     ) -> Step {
-        self.errors += 1;
         let reply = self.reply(pick, arg);
+        // What is an error is the persona's say: Postfix refuses HELP with
+        // 500, Exchange answers it with 214.
+        if reply.code() < 400 {
+            return self.step(consumed, reply, Effect::None, false);
+        }
+        self.errors += 1;
         self.step(consumed, reply, Effect::Error, false)
     }
 

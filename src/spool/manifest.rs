@@ -256,7 +256,12 @@ impl ManifestBuilder {
             Event::MessageStored(stored) => {
                 // A second record for the same message corrects the first
                 // (say, the sync failed after it was written optimistically).
-                if let Some(existing) = m.messages.iter_mut().find(|r| r.index == stored.index) {
+                if let Some(existing) = m
+                    .messages
+                    .iter_mut()
+                    .rev()
+                    .find(|r| r.index == stored.index)
+                {
                     let envelope = (
                         std::mem::take(&mut existing.mail_from),
                         std::mem::take(&mut existing.mail_params),
