@@ -115,26 +115,7 @@ do_stop() {
 }
 
 wait_port() {
-    python3 - "$REF_PORT" <<'EOF'
-import socket, sys, time
-port = int(sys.argv[1])
-deadline = time.time() + 30
-while True:
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.settimeout(10)
-        data = s.recv(512)
-        s.sendall(b"QUIT\r\n")
-        s.close()
-        if data.startswith(b"220"):
-            print("exim.sh: 127.0.0.1:%d answers: %r" % (port, data))
-            sys.exit(0)
-    except OSError:
-        pass
-    if time.time() > deadline:
-        sys.exit("exim.sh: 127.0.0.1:%d did not answer within 30s" % port)
-    time.sleep(0.1)
-EOF
+    python3 "$(dirname "$0")/wait_greeting.py" exim.sh "$REF_PORT"
 }
 
 case "$ACTION" in
