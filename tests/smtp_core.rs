@@ -2133,6 +2133,42 @@ fn too_many_recipients() {
 }
 
 #[test]
+fn recipients_past_the_limit_count_as_errors_only_past_the_overshoot() {
+    // Postfix's smtpd_recipient_overshoot_limit (1000): a bot sending more
+    // recipients than allowed gets 452 for the extra ones, not a 421, and
+    // its message is still taken.
+    let few = Policy {
+        max_recipients: 2,
+        max_errors: 3,
+        ..policy()
+    };
+    assert_eq!(few.persona.recipient_overshoot_limit, 1000);
+    let mut input = b"HELO c\r\nMAIL FROM:<a@b>\r\n".to_vec();
+    for i in 0..8 {
+        input.extend_from_slice(format!("RCPT TO:<{i}@b>\r\n").as_bytes());
+    }
+    input.extend_from_slice(b"DATA\r\nx\r\n.\r\n");
+    let t = converse_with(few.clone(), &input);
+    assert_eq!(
+        t.codes(),
+        [250, 250, 250, 250, 452, 452, 452, 452, 452, 452, 354, 250]
+    );
+    assert_eq!(t.messages.len(), 1);
+    assert!(!t.closed);
+
+    // Past the overshoot, each one is an error again.
+    let mut persona = few.persona.clone();
+    persona.recipient_overshoot_limit = 2;
+    let strict = Policy { persona, ..few };
+    let t = converse_with(strict, &input);
+    assert_eq!(
+        t.codes(),
+        [250, 250, 250, 250, 452, 452, 452, 452, 452, 421]
+    );
+    assert!(t.closed);
+}
+
+#[test]
 fn too_many_messages() {
     let two = Policy {
         max_messages: 2,
@@ -2463,9 +2499,14 @@ fn mixed_errors_count_together() {
 
 #[test]
 fn refusals_at_a_limit_count_as_errors() {
+    // Without an overshoot allowance (Postfix has one for recipients: see
+    // recipients_past_the_limit_count_as_errors_only_past_the_overshoot).
+    let mut persona = policy().persona;
+    persona.recipient_overshoot_limit = 0;
     let p = Policy {
         max_errors: 2,
         max_recipients: 1,
+        persona,
         ..policy()
     };
     let t = converse_with(

@@ -209,6 +209,11 @@ pub struct Persona {
     pub line_length_limit: usize,
     /// Recipients per message, unless the configuration sets a limit.
     pub recipient_limit: usize,
+    /// Recipients past the limit answered `rcpt_too_many` before each one
+    /// also counts as an error (Postfix's `smtpd_recipient_overshoot_limit`;
+    /// 0: every one counts).
+    #[serde(default)]
+    pub recipient_overshoot_limit: u32,
     /// MAIL before HELO/EHLO is refused.
     pub helo_required: bool,
     /// RCPT and VRFY to an unknown user at a local domain are refused.

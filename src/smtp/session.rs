@@ -209,6 +209,9 @@ pub struct Session {
     /// the tarpit looks at this, as Postfix's `smtpd_chat_reply` does.
     errors_before_reply: u32,
     junk_commands: u32,
+    /// Recipients refused for the limit, in the whole session (Postfix does
+    /// not reset it per transaction).
+    rcpt_overshoot: u32,
     messages: u32,
     commands: u64,
     /// Set by the caller when the spool is short of disk space.
@@ -264,6 +267,7 @@ impl Session {
             errors: 0,
             errors_before_reply: 0,
             junk_commands: 0,
+            rcpt_overshoot: 0,
             messages: 0,
             commands: 0,
             storage_full: false,
@@ -932,6 +936,11 @@ impl Session {
             Err(PathError::BadAddress) => return self.error(n, |r| &r.rcpt_bad_address, b""),
         };
         if full {
+            self.rcpt_overshoot += 1;
+            if self.rcpt_overshoot <= self.policy.persona.recipient_overshoot_limit {
+                let reply = self.reply(|r| &r.rcpt_too_many, b"");
+                return self.step(n, reply, Effect::Limit("recipients"), false);
+            }
             return self.limit(n, |r| &r.rcpt_too_many, "recipients");
         }
         if path.address.is_empty() {
