@@ -450,8 +450,17 @@ fn drive(knobs: &SessionKnobs, split: &[&[u8]]) -> Vec<String> {
                         message_content.escape_ascii().to_string(),
                         reply.to_bytes().escape_ascii().to_string()
                     ));
+                    // Exim refuses a message with a line over 998 octets
+                    // after its final dot (Debian's DATA ACL).
+                    let limit = knobs.policy.persona.max_body_line_length;
+                    let longest = message_content
+                        .split(|&b| b == b'\n')
+                        .map(|l| l.strip_suffix(b"\r").unwrap_or(l).len() as u64)
+                        .max()
+                        .unwrap_or(0);
+                    let long_line = limit > 0 && longest > limit && !end.chunked;
                     message_content.clear();
-                    if end.summary.over_limit || failed {
+                    if end.summary.over_limit || failed || long_line {
                         assert!(reply.code() >= 400, "{reply:?}");
                     } else {
                         assert_eq!(reply.code(), 250, "{reply:?}");
