@@ -16,21 +16,9 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import time
 
-
-def status_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def reset_peak(pid):
-    with open(f"/proc/{pid}/clear_refs", "w") as f:
-        f.write("5")
+import listener
 
 
 def reply(f):
@@ -49,23 +37,14 @@ def main():
     a = p.parse_args()
     spool = os.path.join(a.work, f"big-spool-{os.getpid()}")
     log = open(os.path.join(a.work, "big.log"), "wb")
-    proc = subprocess.Popen(
-        [a.latrine, "listen", "--listen", f"127.0.0.1:{a.port}", "--spool", spool,
-         "--state-dir", os.path.join(a.work, "latrine-state"), "--sensor", "bench",
-         "--hostname", "mx.example.com", "--max-message-size", str(a.size + 1_000_000),
+    proc = listener.start(
+        a.latrine, a.port, spool, a.work,
+        ["--max-message-size", str(a.size + 1_000_000),
          "--idle-timeout", "600", "--session-timeout", "3600"],
-        stderr=log,
+        log,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                s = socket.create_connection(("127.0.0.1", a.port), timeout=600)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        s = socket.create_connection(("127.0.0.1", a.port), timeout=600)
         f = s.makefile("rb")
         assert reply(f).startswith(b"220")
         for cmd in [b"EHLO big.example", f"MAIL FROM:<big@spam.example> SIZE={a.size}".encode(),
@@ -74,8 +53,8 @@ def main():
             r = reply(f)
             assert r[:1] in (b"2", b"3"), r
         time.sleep(0.5)
-        baseline = status_kib(proc.pid, "VmRSS")
-        reset_peak(proc.pid)
+        baseline = listener.status_kib(proc.pid, "VmRSS")
+        listener.reset_peak(proc.pid)
         sampled = baseline
         sha = hashlib.sha256()
         line = (b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" * 2)[:78] + b"\r\n"
@@ -95,13 +74,13 @@ def main():
             sent += len(piece)
             n += 1
             if n % 64 == 0:
-                sampled = max(sampled, status_kib(proc.pid, "VmRSS"))
+                sampled = max(sampled, listener.status_kib(proc.pid, "VmRSS"))
         s.sendall(b".\r\n")
         r = reply(f)
         assert r.startswith(b"250"), r
         receive_seconds = time.monotonic() - start
-        receiving_peak = max(sampled, status_kib(proc.pid, "VmHWM"))
-        reset_peak(proc.pid)
+        receiving_peak = max(sampled, listener.status_kib(proc.pid, "VmHWM"))
+        listener.reset_peak(proc.pid)
         s.sendall(b"QUIT\r\n")
         reply(f)
         s.close()
@@ -109,14 +88,18 @@ def main():
         seal_start = time.monotonic()
         manifest = None
         while manifest is None and time.monotonic() - seal_start < 600:
-            sealing_sampled = max(sealing_sampled, status_kib(proc.pid, "VmRSS"))
+            sealing_sampled = max(sealing_sampled, listener.status_kib(proc.pid, "VmRSS"))
             for root, dirs, files in os.walk(spool):
                 dirs[:] = [d for d in dirs if d != ".incoming"]
+                # The start-up probe's session is sealed too: the message's
+                # session is the one with a message.
                 if "manifest.json" in files:
-                    manifest = os.path.join(root, "manifest.json")
+                    path = os.path.join(root, "manifest.json")
+                    if json.load(open(path))["messages"]:
+                        manifest = path
             time.sleep(0.02)
         seal_seconds = time.monotonic() - seal_start
-        sealing_peak = max(sealing_sampled, status_kib(proc.pid, "VmHWM"))
+        sealing_peak = max(sealing_sampled, listener.status_kib(proc.pid, "VmHWM"))
         m = json.load(open(manifest))
         msg = m["messages"][0]
         assert msg["size"] == sent and msg["sha256"] == sha.hexdigest(), msg
@@ -129,11 +112,7 @@ def main():
             "flags": m["flags"], "subject": msg["headers"].get("subject"),
         }), flush=True)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        listener.stop(proc)
         shutil.rmtree(spool, ignore_errors=True)
 
 

@@ -18,34 +18,15 @@ import os
 import resource
 import shutil
 import socket
-import subprocess
-import sys
 import time
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+import listener
 
 
 def greeted(sock):
     reply = sock.recv(512)
     if not reply.startswith(b"220"):
         raise SystemExit(f"idle: an idle connection was greeted with {reply!r}")
-
-
-def wait_port(port, limit=30):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"idle: nothing listens on {port}")
 
 
 def session(port):
@@ -74,18 +55,12 @@ def main():
     spool = os.path.join(a.work, f"idle-spool-{os.getpid()}")
     log = open(os.path.join(a.work, "idle.log"), "wb")
     caps = str(a.connections + 100)
-    proc = subprocess.Popen(
-        [a.latrine, "listen", "--listen", f"127.0.0.1:{a.port}", "--spool", spool,
-         "--state-dir", os.path.join(a.work, "latrine-state"), "--sensor", "bench",
-         "--hostname", "mx.example.com", "--max-connections", caps,
-         "--max-connections-per-ip", caps],
-        stderr=log,
-    )
+    proc = listener.start(a.latrine, a.port, spool, a.work,
+                          ["--max-connections", caps, "--max-connections-per-ip", caps], log)
     try:
-        wait_port(a.port)
         session(a.port)
         time.sleep(1)
-        baseline = rss_kib(proc.pid)
+        baseline = listener.status_kib(proc.pid, "VmRSS")
         idle = []
         start = time.monotonic()
         for i in range(a.connections):
@@ -99,7 +74,7 @@ def main():
             greeted(c)
         opened = time.monotonic() - start
         time.sleep(4)  # parking after 2 s quiet
-        with_idle = rss_kib(proc.pid)
+        with_idle = listener.status_kib(proc.pid, "VmRSS")
         fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
         session(a.port)  # still serving
         per_connection = (with_idle - baseline) * 1024 / a.connections
@@ -113,11 +88,7 @@ def main():
         for c in idle:
             c.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        listener.stop(proc)
         shutil.rmtree(spool, ignore_errors=True)
 
 

@@ -22,12 +22,12 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
+
+import listener
 
 SESSIONS = 20
 LOADS = [
@@ -41,21 +41,6 @@ LOADS = [
 
 def log(*args):
     print("throughput:", *args, file=sys.stderr, flush=True)
-
-
-def wait_greeting(port, limit=30.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                s.settimeout(10)
-                if s.recv(512).startswith(b"220"):
-                    s.sendall(b"QUIT\r\n")
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"throughput: nothing answered 220 on port {port}")
 
 
 def attachment_message(path):
@@ -93,12 +78,7 @@ class Server:
 
     def stop(self):
         if self.proc:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            listener.stop(self.proc)
             self.proc = None
 
     def settle(self):
@@ -117,7 +97,7 @@ class SmtpSink(Server):
             args += ["-u", "nobody"]
         args += [f"127.0.0.1:{self.port}", "256"]
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)
-        wait_greeting(self.port)
+        listener.wait_greeting(self.port)
 
 
 class Aiosmtpd(Server):
@@ -131,7 +111,7 @@ class Aiosmtpd(Server):
         self.proc = subprocess.Popen(
             [self.python, os.path.join(here, "aiosmtpd_files.py"), str(self.port), out]
         )
-        wait_greeting(self.port)
+        listener.wait_greeting(self.port)
 
 
 class Latrine(Server):
@@ -144,23 +124,17 @@ class Latrine(Server):
         # allocates inodes slowly next to many just deleted.
         spool = os.path.join(work, f"latrine-spool-{time.monotonic_ns()}")
         self.log = open(os.path.join(work, "latrine.log"), "ab")
-        self.proc = subprocess.Popen(
+        self.proc = listener.start(
+            self.binary, self.port, spool, work,
             [
-                self.binary, "listen",
-                "--listen", f"127.0.0.1:{self.port}",
-                "--spool", spool,
-                "--state-dir", os.path.join(work, "latrine-state"),
-                "--sensor", "bench",
-                "--hostname", "mx.example.com",
                 # 20 sessions from one address; the default cap is 50.
                 "--max-connections-per-ip", "1000",
                 # smtp-source -d sends more than the default 100 per
                 # connection (Postfix has no such limit).
                 "--max-messages-per-session", "100000",
             ] + self.extra,
-            stderr=self.log,
+            self.log,
         )
-        wait_greeting(self.port)
 
 
 class Postfix(Server):
@@ -171,7 +145,7 @@ class Postfix(Server):
         self.conf = conf
 
     def start(self, work):
-        wait_greeting(self.port)
+        listener.wait_greeting(self.port)
 
     def stop(self):
         pass
