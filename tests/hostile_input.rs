@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{Dialog, Honeypot, check_session};
+use support::{BYE, DATA_GO, Dialog, Honeypot, MAIL_OK, OK, QUEUED, RCPT_OK, check_session};
 
 /// Every hostile input this file sends, one line each.
 const CASES: &[&str] = &[
@@ -76,12 +76,6 @@ const CASES: &[&str] = &[
 // The common part
 // ---------------------------------------------------------------------------
 
-const MAIL_OK: &str = "250 2.1.0 Ok";
-const RCPT_OK: &str = "250 2.1.5 Ok";
-const DATA_GO: &str = "354 End data with <CR><LF>.<CR><LF>";
-const OK: &str = "250 2.0.0 Ok";
-const BYE: &str = "221 2.0.0 Bye";
-const QUEUED: &str = "250 2.0.0 Ok: queued as ";
 const TOO_BIG: &str = "552 5.3.4 Error: message file too big";
 
 /// A listener with an smtp, a submission and an smtps port.

@@ -29,15 +29,9 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{Message, SmtpTransport, Transport};
 use sha2::{Digest, Sha256};
-use support::{Dialog, HOSTNAME, Honeypot, SENSOR};
+use support::{BYE, DATA_GO, Dialog, HOSTNAME, Honeypot, MAIL_OK, OK, QUEUED, RCPT_OK, SENSOR};
 
 const GREETING: &str = "220 mx.example.com ESMTP Postfix (Debian/GNU)";
-const MAIL_OK: &str = "250 2.1.0 Ok";
-const RCPT_OK: &str = "250 2.1.5 Ok";
-const DATA_GO: &str = "354 End data with <CR><LF>.<CR><LF>";
-const OK: &str = "250 2.0.0 Ok";
-const BYE: &str = "221 2.0.0 Bye";
-const QUEUED: &str = "250 2.0.0 Ok: queued as ";
 const TOO_BIG: &str = "552 5.3.4 Message size exceeds fixed limit";
 
 // ---------------------------------------------------------------------------

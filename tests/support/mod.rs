@@ -26,6 +26,14 @@ pub struct Honeypot {
 pub const SENSOR: &str = "test-sensor";
 pub const HOSTNAME: &str = "mx.example.com";
 
+/// The default (postfix) persona's replies that the socket suites expect.
+pub const MAIL_OK: &str = "250 2.1.0 Ok";
+pub const RCPT_OK: &str = "250 2.1.5 Ok";
+pub const DATA_GO: &str = "354 End data with <CR><LF>.<CR><LF>";
+pub const OK: &str = "250 2.0.0 Ok";
+pub const BYE: &str = "221 2.0.0 Bye";
+pub const QUEUED: &str = "250 2.0.0 Ok: queued as ";
+
 impl Honeypot {
     /// Starts on 127.0.0.1:0 with a fresh spool and the given extra arguments.
     pub fn start(extra: &[&str]) -> Honeypot {
