@@ -179,6 +179,32 @@ pub struct ListenArgs {
     /// Free space (MiB) at which mail is taken again. Default 512.
     #[arg(long, value_name = "MIB")]
     pub resume_free_mb: Option<u64>,
+
+    /// Close connections from the addresses and CIDR blocks in FILE at once,
+    /// without a greeting, and count them (one per line, `#` comments);
+    /// repeatable. Replaces the file's [deny] files. Reread on SIGHUP.
+    #[arg(long = "deny-file", value_name = "FILE")]
+    pub deny_files: Vec<PathBuf>,
+
+    /// Close connections from these countries (ISO 3166 alpha-2, comma-separated
+    /// or repeated), by --geoip-country. Addresses the database does not know
+    /// are allowed, and counted.
+    #[arg(long = "deny-country", value_name = "CC[,CC...]")]
+    pub deny_countries: Vec<String>,
+
+    /// MaxMind City or Country database for --deny-country. Default:
+    /// /var/lib/GeoIP/GeoLite2-Country.mmdb (geoipupdate's) when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub geoip_country: Option<PathBuf>,
+
+    /// Once every socket is bound, run as this user (setgroups, setgid,
+    /// setuid), before the spool is opened or a client accepted.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// With --user: run as this group. Default: the user's primary group.
+    #[arg(long, value_name = "NAME", requires = "user")]
+    pub group: Option<String>,
 }
 
 impl ListenArgs {
@@ -214,6 +240,11 @@ impl ListenArgs {
             max_connections_per_ip: self.max_connections_per_ip,
             min_free_mb: self.min_free_mb,
             resume_free_mb: self.resume_free_mb,
+            deny_files: self.deny_files.clone(),
+            deny_countries: self.deny_countries.clone(),
+            geoip_country: self.geoip_country.clone(),
+            user: self.user.clone(),
+            group: self.group.clone(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! `scripts/latrine.example.toml` documents every key.
 
 use crate::listen::auth_policy::AuthPolicy;
+use crate::listen::deny::{self, DenySources};
 use crate::smtp::AuthOffer;
 use crate::tls::CertificateSource;
 use serde::Deserialize;
@@ -44,6 +45,12 @@ pub struct FileConfig {
     pub limits: FileLimits,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<FileListener>,
+    #[serde(default)]
+    pub deny: FileDeny,
+    /// Run as this user after binding the sockets (`--user`).
+    pub user: Option<String>,
+    /// And this group; default: the user's primary group.
+    pub group: Option<String>,
     /// `[analyze]`, so that one file can serve both commands: read and
     /// checked by `latrine analyze`, ignored here.
     #[serde(default)]
@@ -64,6 +71,20 @@ pub struct FileLimits {
     pub max_connections_per_ip: Option<u64>,
     pub min_free_mb: Option<u64>,
     pub resume_free_mb: Option<u64>,
+}
+
+/// `[deny]`: connections closed at once and counted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDeny {
+    /// Files of addresses and CIDR blocks, one a line.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// ISO 3166 alpha-2 codes.
+    #[serde(default)]
+    pub countries: Vec<String>,
+    /// MaxMind City or Country database for `countries`.
+    pub geoip_country: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +133,11 @@ pub struct Overrides {
     pub max_connections_per_ip: Option<u64>,
     pub min_free_mb: Option<u64>,
     pub resume_free_mb: Option<u64>,
+    pub deny_files: Vec<PathBuf>,
+    pub deny_countries: Vec<String>,
+    pub geoip_country: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 /// What a listening socket speaks.
@@ -230,6 +256,11 @@ pub struct ListenConfig {
     pub tls: Option<CertificateSource>,
     pub auth_policy: AuthPolicy,
     pub limits: Limits,
+    /// What the deny lists are read from (read at start and on SIGHUP).
+    pub deny: DenySources,
+    /// The user and group to run as once the sockets are bound.
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 /// A configuration value that cannot be used.
@@ -276,6 +307,7 @@ pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 
 /// Combines defaults, the file and the command line, and checks every value.
 pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigError> {
+    let deny = deny_sources(&file.deny, &cli)?;
     let defaults = Limits::default();
     let l = &file.limits;
     let pick = |cli: Option<u64>, file: Option<u64>, default: u64| cli.or(file).unwrap_or(default);
@@ -578,6 +610,13 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
             )
         })?,
     };
+    let user = cli.user.or(file.user);
+    let group = cli.group.or(file.group);
+    for (key, name) in [("user", &user), ("group", &group)] {
+        if name.as_deref().is_some_and(|n| n.is_empty()) {
+            return Err(bad(key, "must not be empty"));
+        }
+    }
     Ok(ListenConfig {
         listeners,
         spool,
@@ -596,6 +635,37 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<ListenConfig, ConfigE
         tls,
         auth_policy,
         limits,
+        deny,
+        user,
+        group,
+    })
+}
+
+/// The deny lists' sources: the command line's replace the file's.
+fn deny_sources(file: &FileDeny, cli: &Overrides) -> Result<DenySources, ConfigError> {
+    let files = if cli.deny_files.is_empty() {
+        file.files.clone()
+    } else {
+        cli.deny_files.clone()
+    };
+    let (key, given) = if cli.deny_countries.is_empty() {
+        ("deny.countries", &file.countries)
+    } else {
+        ("--deny-country", &cli.deny_countries)
+    };
+    let countries = deny::country_codes(given).map_err(|reason| bad(key, reason))?;
+    let geoip_country = cli
+        .geoip_country
+        .clone()
+        .or(file.geoip_country.clone())
+        .or_else(|| {
+            let default = Path::new(deny::DEFAULT_COUNTRY_DB);
+            (!countries.is_empty() && default.is_file()).then(|| default.to_path_buf())
+        });
+    Ok(DenySources {
+        files,
+        countries,
+        geoip_country,
     })
 }
 

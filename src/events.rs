@@ -123,6 +123,15 @@ pub enum Event {
     Limit { limit: String },
     #[serde(rename = "session.closed")]
     Closed { reason: EndReason, commands: u64 },
+    /// A connection the deny lists closed at once: it has no session (its
+    /// record's `session_id` is empty) and only the denial counts keep it.
+    #[serde(rename = "session.denied")]
+    Denied {
+        client: Endpoint,
+        server: Endpoint,
+        listener: String,
+        rule: String,
+    },
 }
 
 /// What became of one message.

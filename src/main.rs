@@ -12,11 +12,16 @@ fn main() -> ExitCode {
         Command::Analyze(args) => latrine::analyze::run(args),
         Command::Verify(args) => latrine::verify::run(args),
         Command::Listen(args) => {
-            let file = match &args.config {
-                Some(path) => config::read_file(path),
-                None => Ok(config::FileConfig::default()),
+            // Read again, file and command line alike, on SIGHUP.
+            let reread = move || {
+                let file = match &args.config {
+                    Some(path) => config::read_file(path),
+                    None => Ok(config::FileConfig::default()),
+                };
+                file.and_then(|file| config::resolve(file, args.overrides()))
+                    .map_err(|e| e.to_string())
             };
-            let config = match file.and_then(|file| config::resolve(file, args.overrides())) {
+            let config = match reread() {
                 Ok(config) => config,
                 Err(e) => {
                     eprintln!("latrine: {e}");
@@ -30,7 +35,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(latrine::listen::run(config)) {
+            match runtime.block_on(latrine::listen::run(config, reread)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("latrine: {e}");

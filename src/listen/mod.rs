@@ -1,16 +1,20 @@
 //! `latrine listen`: the tokio shell around the SMTP core.
 //!
 //! It owns what the core must not: sockets, timeouts, connection limits,
-//! the spool writer and shutdown. Start-up order matters: the spool is
-//! opened and any session a crash left in `.incoming` is sealed *before* the
-//! first connection is accepted, and every socket is bound before any is
-//! served, so a bad address fails the start instead of half of it.
+//! the spool writer, deny lists, reloads and shutdown. Start-up order
+//! matters: every socket is bound before any is served, so a bad address
+//! fails the start instead of half of it; then root is given up (`--user`);
+//! then the spool is opened and any session a crash left in `.incoming` is
+//! sealed, all *before* the first connection is accepted.
 
 pub mod auth_policy;
 mod connection;
+pub mod deny;
 mod handshake;
 pub mod limits;
 mod listener;
+pub mod privileges;
+pub mod reload;
 pub mod shutdown;
 pub mod storage;
 mod transport;
@@ -18,7 +22,9 @@ mod transport;
 use crate::config::{Limits, ListenConfig, ListenerMode};
 use crate::events::EventStream;
 use crate::smtp::{AuthOffer, Persona, Policy};
+use crate::spool::denials::{DenialCounter, DenialLog};
 use crate::spool::{Durability, Spool, recover};
+use deny::DenyList;
 use limits::ConnectionLimits;
 use listener::Listener;
 use std::future::Future;
@@ -32,23 +38,37 @@ const CONCURRENT_SEALS: usize = 4;
 /// Refused connections being answered and recorded at once.
 const CONCURRENT_REFUSALS: usize = 64;
 
-/// What every connection of the process shares.
+/// What the connections accepted under one configuration share. Most of
+/// it lives as long as the process (the spool, the connection caps); the
+/// rest (TLS, host name, session limits, AUTH policy) is replaced by a
+/// SIGHUP, and a session keeps the `Shared` it started with.
 pub struct Shared {
     pub spool: Arc<Spool>,
     /// The TLS configuration, when TLS is on.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Decides AUTH attempts; remembers failures per IP across sessions.
-    pub auth: auth_policy::AuthJudge,
+    pub auth: Arc<auth_policy::AuthJudge>,
     pub events: Option<EventStream>,
     pub hostname: String,
     pub limits: Limits,
     pub connections: Arc<ConnectionLimits>,
-    pub seal_permits: Semaphore,
+    pub seal_permits: Arc<Semaphore>,
     /// Ended sessions waiting to be sealed (their clients' slots are free).
-    pub seal_backlog: Semaphore,
+    pub seal_backlog: Arc<Semaphore>,
     pub refusal_permits: Arc<Semaphore>,
     /// Whether the spool is short of space (MAIL gets 452).
     pub storage: Arc<storage::StorageGauge>,
+    /// Where denied connections are counted.
+    pub denials: DenialCounter,
+}
+
+/// One loaded configuration: what each new connection is served under.
+pub struct Generation {
+    pub config: ListenConfig,
+    pub shared: Arc<Shared>,
+    /// One per listener, in the configuration's order.
+    pub policies: Vec<Arc<Policy>>,
+    pub deny: DenyList,
 }
 
 /// The error that stops `listen` from starting, with what to do about it.
@@ -63,18 +83,40 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// A started listener: its bound addresses, and the future that serves
-/// until `shutdown` resolves, then seals every open session.
+/// A started listener: its bound addresses, the future that serves until
+/// `shutdown` resolves (then seals every open session), and the handle that
+/// puts a new configuration in force.
 pub struct Running {
     pub addresses: Vec<std::net::SocketAddr>,
     pub serve: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    pub reloader: reload::Reloader,
 }
 
-/// Opens the spool, recovers crashed sessions, binds every listener.
+/// Binds every listener, drops privileges, opens the spool and recovers
+/// crashed sessions, in that order.
 pub async fn start(
     config: &ListenConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
+    // Sockets first: binding 25 is the one thing that needs root.
+    let mut sockets = Vec::new();
+    for l in &config.listeners {
+        let tcp = TcpListener::bind(l.address).await.map_err(|e| {
+            let hint = if l.address.port() < 1024 && e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE; or listen on 2525 and redirect 25 to it)"
+            } else {
+                ""
+            };
+            StartError(format!("cannot listen on {}: {e}{hint}", l.address))
+        })?;
+        sockets.push(tcp);
+    }
+    let addresses = sockets
+        .iter()
+        .map(|tcp| tcp.local_addr().expect("bound socket has an address"))
+        .collect();
+    drop_privileges(config)?;
+
     let durability = if config.fsync {
         Durability::Fsync
     } else {
@@ -100,11 +142,122 @@ pub async fn start(
         })?),
         None => None,
     };
-    let persona = listener_persona(config, &config.persona)?;
+    let denial_log = DenialLog::new(&config.spool, &config.sensor);
+    let process = reload::Process {
+        spool,
+        events,
+        connections: ConnectionLimits::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        ),
+        seal_permits: Arc::new(Semaphore::new(CONCURRENT_SEALS)),
+        seal_backlog: Arc::new(Semaphore::new(config.limits.max_connections)),
+        refusal_permits: Arc::new(Semaphore::new(CONCURRENT_REFUSALS)),
+        storage: Arc::new(storage::StorageGauge::default()),
+        denials: denial_log.counter(),
+    };
+    let generation = Arc::new(build_generation(config.clone(), &process, None)?);
+    if !generation.deny.is_empty() {
+        tracing::info!("deny lists: {}", generation.deny.describe());
+    }
+    // Read free space once before serving, then keep watching.
+    if let Ok(free) = storage::free_bytes(&config.spool) {
+        process.storage.update(
+            free,
+            config.limits.min_free_bytes,
+            config.limits.resume_free_bytes,
+        );
+    }
+    tokio::spawn(storage::watch(
+        Arc::clone(&process.storage),
+        config.spool.clone(),
+        config.limits.min_free_bytes,
+        config.limits.resume_free_bytes,
+    ));
+
+    raise_fd_limit(config.limits.max_connections);
+
+    let (current, watched) = tokio::sync::watch::channel(Arc::clone(&generation));
+    let (trigger, shutdown_listener) = shutdown::channel();
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    for (index, tcp) in sockets.into_iter().enumerate() {
+        let listener = Listener {
+            tcp,
+            index,
+            generation: watched.clone(),
+            shutdown: shutdown_listener.clone(),
+            done: done_tx.clone(),
+        };
+        tokio::spawn(listener.run());
+    }
+    drop(done_tx);
+    let (stop_denials, denials_stopped) = tokio::sync::oneshot::channel::<()>();
+    let denial_writer = tokio::spawn(denial_log.run(async move {
+        let _ = denials_stopped.await;
+    }));
+    let spool_at_end = Arc::clone(&process.spool);
+    let serve = async move {
+        shutdown.await;
+        tracing::info!("shutting down: telling clients 421 and sealing open sessions");
+        trigger.trigger();
+        // Every listener and connection holds a sender; all dropped = all sealed.
+        let _ = done_rx.recv().await;
+        tracing::info!("all sessions sealed");
+        let _ = stop_denials.send(());
+        let _ = denial_writer.await;
+        if let Some(stats) = spool_at_end.commit_stats() {
+            tracing::info!(
+                "group commit: {} directory syncs served {} requests",
+                stats.dir_syncs,
+                stats.dir_waiters
+            );
+        }
+    };
+    Ok(Running {
+        addresses,
+        serve: Box::pin(serve),
+        reloader: reload::Reloader::new(process, current),
+    })
+}
+
+/// `--user`: gives the spool and state directories to the user and
+/// becomes it. Without it, a process running as root is warned about.
+fn drop_privileges(config: &ListenConfig) -> Result<(), StartError> {
+    let Some(user) = &config.user else {
+        if privileges::effective_uid() == 0 {
+            tracing::warn!("{}", privileges::ROOT_WARNING);
+        }
+        return Ok(());
+    };
+    let mut dirs = vec![config.spool.as_path()];
+    if let Some(crate::tls::CertificateSource::Generated { state_dir, .. }) = &config.tls {
+        dirs.push(state_dir.as_path());
+    }
+    let account = privileges::apply(user, config.group.as_deref(), &dirs).map_err(StartError)?;
+    tracing::info!(
+        "running as user {} (uid {}, gid {})",
+        account.user,
+        account.uid,
+        account.gid
+    );
+    Ok(())
+}
+
+/// Makes what a configuration says into the settings connections are
+/// served under; `previous` keeps the AUTH failure counts when the policy
+/// did not change. Everything that can fail (TLS files, deny lists,
+/// personas) is read here, so that a bad reload changes nothing.
+pub(crate) fn build_generation(
+    config: ListenConfig,
+    process: &reload::Process,
+    previous: Option<&Generation>,
+) -> Result<Generation, StartError> {
+    let persona = listener_persona(&config, &config.persona)?;
     let tls = match &config.tls {
         Some(source) => Some(crate::tls::server_config(source).map_err(StartError)?),
         None => None,
     };
+    let deny = DenyList::load(&config.deny).map_err(StartError)?;
     let policy = Policy {
         hostname: config.hostname.clone(),
         persona,
@@ -118,56 +271,15 @@ pub async fn start(
         implicit_tls: false,
         auth: AuthOffer::Never,
     };
-    let shared = Arc::new(Shared {
-        spool,
-        tls: tls.clone(),
-        auth: auth_policy::AuthJudge::new(config.auth_policy),
-        events,
-        hostname: config.hostname.clone(),
-        limits: config.limits.clone(),
-        connections: ConnectionLimits::new(
-            config.limits.max_connections,
-            config.limits.max_connections_per_ip,
-        ),
-        seal_permits: Semaphore::new(CONCURRENT_SEALS),
-        seal_backlog: Semaphore::new(config.limits.max_connections),
-        refusal_permits: Arc::new(Semaphore::new(CONCURRENT_REFUSALS)),
-        storage: Arc::new(storage::StorageGauge::default()),
-    });
-    // Read free space once before serving, then keep watching.
-    if let Ok(free) = storage::free_bytes(&config.spool) {
-        shared.storage.update(
-            free,
-            config.limits.min_free_bytes,
-            config.limits.resume_free_bytes,
-        );
-    }
-    tokio::spawn(storage::watch(
-        Arc::clone(&shared.storage),
-        config.spool.clone(),
-        config.limits.min_free_bytes,
-        config.limits.resume_free_bytes,
-    ));
-
-    raise_fd_limit(config.limits.max_connections);
-
-    let mut sockets = Vec::new();
+    let mut policies = Vec::new();
     for l in &config.listeners {
-        let tcp = TcpListener::bind(l.address).await.map_err(|e| {
-            let hint = if l.address.port() < 1024 && e.kind() == std::io::ErrorKind::PermissionDenied {
-                " (ports below 1024 need root or CAP_NET_BIND_SERVICE; or listen on 2525 and redirect 25 to it)"
-            } else {
-                ""
-            };
-            StartError(format!("cannot listen on {}: {e}{hint}", l.address))
-        })?;
         // Each listener's mode decides what its sessions offer, its persona
         // what they say.
         let persona = match &l.persona {
-            Some(name) => listener_persona(config, name)?,
+            Some(name) => listener_persona(&config, name)?,
             None => policy.persona.clone(),
         };
-        let policy = Arc::new(Policy {
+        policies.push(Arc::new(Policy {
             starttls: tls.is_some() && l.mode != ListenerMode::Smtps,
             implicit_tls: l.mode == ListenerMode::Smtps,
             auth: l.auth,
@@ -188,47 +300,31 @@ pub async fn start(
             },
             persona,
             ..policy.clone()
-        });
-        sockets.push((tcp, l.name.clone(), policy));
+        }));
     }
-    let addresses = sockets
-        .iter()
-        .map(|(tcp, _, _)| tcp.local_addr().expect("bound socket has an address"))
-        .collect();
-
-    let (trigger, shutdown_listener) = shutdown::channel();
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    for (tcp, name, policy) in sockets {
-        let listener = Listener {
-            tcp,
-            name,
-            policy,
-            shared: Arc::clone(&shared),
-            shutdown: shutdown_listener.clone(),
-            done: done_tx.clone(),
-        };
-        tokio::spawn(listener.run());
-    }
-    drop(done_tx);
-    let shared_at_end = Arc::clone(&shared);
-    let serve = async move {
-        shutdown.await;
-        tracing::info!("shutting down: telling clients 421 and sealing open sessions");
-        trigger.trigger();
-        // Every listener and connection holds a sender; all dropped = all sealed.
-        let _ = done_rx.recv().await;
-        tracing::info!("all sessions sealed");
-        if let Some(stats) = shared_at_end.spool.commit_stats() {
-            tracing::info!(
-                "group commit: {} directory syncs served {} requests",
-                stats.dir_syncs,
-                stats.dir_waiters
-            );
-        }
+    let auth = match previous {
+        Some(p) if p.config.auth_policy == config.auth_policy => Arc::clone(&p.shared.auth),
+        _ => Arc::new(auth_policy::AuthJudge::new(config.auth_policy)),
     };
-    Ok(Running {
-        addresses,
-        serve: Box::pin(serve),
+    let shared = Arc::new(Shared {
+        spool: Arc::clone(&process.spool),
+        tls,
+        auth,
+        events: process.events.clone(),
+        hostname: config.hostname.clone(),
+        limits: config.limits.clone(),
+        connections: Arc::clone(&process.connections),
+        seal_permits: Arc::clone(&process.seal_permits),
+        seal_backlog: Arc::clone(&process.seal_backlog),
+        refusal_permits: Arc::clone(&process.refusal_permits),
+        storage: Arc::clone(&process.storage),
+        denials: process.denials.clone(),
+    });
+    Ok(Generation {
+        config,
+        shared,
+        policies,
+        deny,
     })
 }
 
@@ -286,9 +382,18 @@ fn listener_persona(config: &ListenConfig, name: &str) -> Result<Persona, StartE
     Ok(persona)
 }
 
-/// `latrine listen`: runs until SIGINT or SIGTERM.
-pub async fn run(config: ListenConfig) -> Result<(), StartError> {
+/// `latrine listen`: runs until SIGINT or SIGTERM; SIGHUP reloads.
+/// `reread` reads the configuration again (the file and the same command
+/// line) for SIGHUP.
+pub async fn run(
+    config: ListenConfig,
+    reread: impl Fn() -> Result<ListenConfig, String> + Send + 'static,
+) -> Result<(), StartError> {
+    // Before anything else: SIGHUP's default action would end the process.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| StartError(format!("cannot watch for SIGHUP: {e}")))?;
     let running = start(&config, termination()).await?;
+    tokio::spawn(reload::on_hangup(hangups, running.reloader.clone(), reread));
     for (l, address) in config.listeners.iter().zip(&running.addresses) {
         // One line per listener says where it listens, where evidence goes
         // and, on loopback, how to take real traffic.

@@ -307,6 +307,8 @@ impl ManifestBuilder {
                 m.end_reason = *reason;
                 m.commands = *commands;
             }
+            // Never in a session's journal: a denied connection has no session.
+            Event::Denied { .. } => {}
         }
     }
 

@@ -13,6 +13,7 @@
 //!     events.jsonl                       the session's events, one JSON object a line
 //!     messages/<n>.eml                   message n (from 1), exactly as received
 //!     attachments/<sha256>               each distinct attachment's decoded content
+//!   <sensor>/denials/<YYYY-MM-DD>.log    connections the deny lists closed (see below)
 //! ```
 //!
 //! - **Session ids** look like `20261127T162231.123456Z-9f3a0c1b2d4e5f60`: the
@@ -85,7 +86,36 @@
 //! `smtp.rcpt`, `smtp.reset`, `smtp.error`, `smtp.auth`,
 //! `smtp.starttls_injection`, `session.tls`, `message.begin`,
 //! `message.stored`, `session.limit`, `session.closed`. The manifest is a
-//! fold of these events; `--events` streams the same lines for all sessions.
+//! fold of these events; `--events` streams the same lines for all sessions,
+//! and also `session.denied` (`client`, `server`, `listener`, `rule`) for a
+//! connection the deny lists closed, with an empty `session_id`.
+//!
+//! # Denials: `<sensor>/denials/<YYYY-MM-DD>.log`
+//!
+//! A denied connection is closed before it becomes a session, so it has no
+//! directory; it is counted instead, in one append-only text file per sensor
+//! and UTC day ([`denials`]). The first line is
+//! `# latrine denials v1 sensor=<sensor> date=<YYYY-MM-DD>`; every other line is
+//!
+//! ```text
+//! <YYYY-MM-DDTHH:MMZ> <client ip> <rule> <count>
+//! ```
+//!
+//! meaning `count` more connections (at least 1) from that address in that
+//! UTC minute, under that rule: `cidr:<network>/<length>` (the deny file's
+//! block, normalised), `country:<CC>`, or `allowed:country-unknown` for a
+//! connection that was *allowed* because the country database did not know
+//! its address. The same key may appear on several lines (counts are written
+//! at most once a second and added up by readers); lines are in time order
+//! within one write. The sensor counts in memory and appends whole lines with
+//! one `write(2)` at once when idle, then at most once a second while denials
+//! go on; a finished day's file is synced when the next day starts and the
+//! last one at shutdown. So the file grows by at most one line per key per
+//! second, and a flood from one address costs one line a second, not a
+//! line a connection; a kill -9 loses at most the last second's counts, a
+//! torn last line (no newline) is reported by `latrine verify` and skipped
+//! by `analyze`. Only the current day's file is written: earlier ones are
+//! final and can be shipped and pruned.
 //!
 //! # `manifest.json`
 //!
@@ -134,6 +164,7 @@
 pub mod attachments;
 pub mod batched;
 pub mod commit;
+pub mod denials;
 pub mod manifest;
 mod nofollow;
 pub mod recover;
