@@ -15,9 +15,12 @@
 //! UNREADABLE <path>: <reason>
 //! BAD-MANIFEST <session>: <reason>
 //! MISPLACED <session>: the manifest is for session <id>
+//! BAD-DENIALS <sensor>/denials/<date>.log:<line>: <reason>
+//! TORN-DENIALS <sensor>/denials/<date>.log: last line incomplete (the sensor stopped while writing it)
 //! ```
 //!
-//! then `N sessions checked, M problems`. Exit status 0 when there is no
+//! then `N sessions checked, M problems` (`N sessions checked, K denial
+//! files, M problems` when there are denial files). Exit status 0 when there is no
 //! problem, 1 otherwise, 2 for a usage error. Symbolic links are never
 //! followed and special files never opened, so a planted link cannot make
 //! `verify` read outside the spool or block on a FIFO.
@@ -25,7 +28,7 @@
 use crate::analyze::pipeline;
 use crate::analyze::walk::{self, Found, WalkProblemKind};
 use crate::escape::escape_text;
-use crate::spool::Manifest;
+use crate::spool::{Manifest, denials};
 use crate::spool::writer::{MANIFEST, hash_file};
 use clap::Args;
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,6 +66,8 @@ pub enum Kind {
     Unreadable,
     BadManifest,
     Misplaced,
+    BadDenials,
+    TornDenials,
 }
 
 impl Kind {
@@ -76,6 +81,8 @@ impl Kind {
             Kind::Unreadable => "UNREADABLE",
             Kind::BadManifest => "BAD-MANIFEST",
             Kind::Misplaced => "MISPLACED",
+            Kind::BadDenials => "BAD-DENIALS",
+            Kind::TornDenials => "TORN-DENIALS",
         }
     }
 }
@@ -112,6 +119,7 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         None => std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
     };
     let mut sessions = 0u64;
+    let mut denial_files = 0u64;
     let mut problems = 0u64;
     let mut out = std::io::stdout().lock();
     let mut write_failed = false;
@@ -121,7 +129,8 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         |push| walk::walk(&args.spools, &mut |found| push(found)),
         || (),
         |_, found| match found {
-            Found::Session(s) => (true, check_session(&s.dir)),
+            Found::Session(s) => (Checked::Session, check_session(&s.dir)),
+            Found::Denials(d) => (Checked::DenialFile, check_denials(d)),
             Found::Problem(p) => {
                 let kind = match p.kind {
                     WalkProblemKind::Symlink => Kind::Symlink,
@@ -132,7 +141,7 @@ pub fn run(args: VerifyArgs) -> ExitCode {
                     path: p.path.clone(),
                     detail: p.reason.clone(),
                 };
-                (false, vec![finding])
+                (Checked::Nothing, vec![finding])
             }
         },
         |outcome| {
@@ -141,11 +150,12 @@ pub fn run(args: VerifyArgs) -> ExitCode {
                 Err((found, panic)) => {
                     let path = match found {
                         Found::Session(s) => s.dir,
+                        Found::Denials(d) => d.path,
                         Found::Problem(p) => p.path,
                     };
                     let detail = format!("internal error while checking: {panic}");
                     (
-                        true,
+                        Checked::Nothing,
                         vec![Finding {
                             kind: Kind::Unreadable,
                             path,
@@ -154,20 +164,74 @@ pub fn run(args: VerifyArgs) -> ExitCode {
                     )
                 }
             };
-            sessions += u64::from(session);
+            match session {
+                Checked::Session => sessions += 1,
+                Checked::DenialFile => denial_files += 1,
+                Checked::Nothing => {}
+            }
             problems += findings.len() as u64;
             for finding in findings {
                 write_failed |= writeln!(out, "{finding}").is_err();
             }
         },
     );
-    write_failed |= writeln!(out, "{sessions} sessions checked, {problems} problems").is_err();
+    let denials = if denial_files > 0 {
+        format!(", {denial_files} denial files")
+    } else {
+        String::new()
+    };
+    write_failed |=
+        writeln!(out, "{sessions} sessions checked{denials}, {problems} problems").is_err();
     write_failed |= out.flush().is_err();
     if problems > 0 || write_failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// What one item of the walk was.
+enum Checked {
+    Session,
+    DenialFile,
+    Nothing,
+}
+
+/// A denial day file: its header, every line, and a torn last line.
+fn check_denials(file: &walk::DenialsFile) -> Vec<Finding> {
+    let day = match denials::read_day_path(&file.path, &file.sensor, &file.date) {
+        Ok(day) => day,
+        Err(e) => {
+            return vec![Finding {
+                kind: Kind::Unreadable,
+                path: file.path.clone(),
+                detail: format!("cannot read: {e}"),
+            }];
+        }
+    };
+    let mut findings: Vec<Finding> = day
+        .problems
+        .iter()
+        .map(|(line, reason)| {
+            let mut path = file.path.clone().into_os_string();
+            path.push(format!(":{line}"));
+            Finding {
+                kind: Kind::BadDenials,
+                path: path.into(),
+                detail: reason.clone(),
+            }
+        })
+        .collect();
+    if day.incomplete_tail {
+        findings.push(Finding {
+            kind: Kind::TornDenials,
+            path: file.path.clone(),
+            detail: "last line incomplete (the sensor stopped while writing it); \
+                     the lines before it are good"
+                .into(),
+        });
+    }
+    findings
 }
 
 /// What is in a session directory, without following links.

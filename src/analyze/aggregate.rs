@@ -14,7 +14,9 @@
 //! or a recipient, attempts for a credential. The first occurrence (earliest
 //! time, then first in walk order) gives a message or campaign its subject.
 
+use super::denied::{DeniedAggregate, DeniedRow};
 use super::load::LoadedSession;
+use crate::spool::denials::DenialLine;
 use crate::timestamp::{parse_rfc3339, rfc3339};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -180,6 +182,11 @@ pub struct Totals {
     pub urls: u64,
     pub domains: u64,
     pub duplicate_sessions: u64,
+    /// Connections the deny lists closed, and from how many addresses.
+    pub denied_connections: u64,
+    pub denied_clients: u64,
+    /// Connections allowed because the country database did not know them.
+    pub allowed_unknown_country: u64,
 }
 
 #[derive(Default)]
@@ -201,11 +208,17 @@ pub struct Aggregator {
     totals: Totals,
     first: Option<i64>,
     last: Option<i64>,
+    denied: DeniedAggregate,
 }
 
 impl Aggregator {
     pub fn new() -> Aggregator {
         Aggregator::default()
+    }
+
+    /// Adds one sensor's denial counts for one day.
+    pub fn add_denials(&mut self, sensor: &str, date: &str, lines: Vec<DenialLine>) {
+        self.denied.add(sensor, date, lines);
     }
 
     /// Adds a session found in `spool`; false (and nothing added) when a
@@ -543,6 +556,11 @@ impl Aggregator {
         totals.distinct_credentials = t.credentials.len() as u64;
         totals.urls = t.urls.len() as u64;
         totals.domains = t.domains.len() as u64;
+        let (denied, denied_totals) = std::mem::take(&mut self.denied).finish();
+        totals.denied_connections = denied_totals.connections;
+        totals.denied_clients = denied_totals.clients;
+        totals.allowed_unknown_country = denied_totals.allowed_unknown_country;
+        t.denied = denied;
         t.totals = self.totals;
         t.first_seen = time_text(self.first);
         t.last_seen = time_text(self.last);
@@ -649,6 +667,7 @@ pub struct Tables {
     pub recipients: Vec<RecipientRow>,
     pub urls: Vec<UrlRow>,
     pub domains: Vec<DomainRow>,
+    pub denied: Vec<DeniedRow>,
     pub totals: Totals,
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,

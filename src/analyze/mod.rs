@@ -1,13 +1,14 @@
 //! `latrine analyze`: from spools to reports, offline, as a pipeline of
 //! stages, one module each:
 //!
-//! 1. [`walk`]: find sealed sessions (a walker thread, in file-name order);
+//! 1. [`walk`]: find sealed sessions and the sensors' denial day files (a
+//!    walker thread, in file-name order);
 //! 2. [`load`]: read each manifest and message, hash the messages, parse
 //!    their bodies ([`parse`]: [`campaign`]s and [`urls`]) — on worker
 //!    threads, in parallel, since parsing is the heavy part;
 //! 3. [`enrich`]: facts from elsewhere: GeoIP and ASN ([`geo`]), per
 //!    session on the workers;
-//! 4. [`aggregate`]: deduplicate and count, on the calling thread, in walk
+//! 4. [`aggregate`]: deduplicate and count (denials: [`denied`]), on the calling thread, in walk
 //!    order ([`pipeline`] puts the workers' results back in order), then
 //!    [`osint`]: VirusTotal, AbuseIPDB and OTX lookups of each distinct
 //!    attachment and client address, cached and rate-limited;
@@ -20,6 +21,7 @@
 pub mod aggregate;
 pub mod campaign;
 pub mod config;
+pub mod denied;
 pub mod enrich;
 pub mod geo;
 pub mod load;
@@ -139,6 +141,7 @@ const BATCH: usize = 16;
 /// What a worker hands back for one thing the walk found.
 enum Work {
     Loaded(Loaded),
+    Denials(walk::DenialsFile, std::io::Result<crate::spool::denials::DayFile>),
     Walk(walk::WalkProblem),
 }
 
@@ -300,6 +303,18 @@ fn analyze(
         let spool = |i: usize| spool_names.get(i).map_or("", String::as_str);
         match work {
             Ok(Work::Walk(p)) => output.write("errors", &report::walk_row(spool(p.spool), &p)),
+            Ok(Work::Denials(file, day)) => {
+                for problem in denied::problems(&day) {
+                    output.write(
+                        "errors",
+                        &report::problem_row(spool(file.spool), &file.rel, None, &problem),
+                    )?;
+                }
+                if let Ok(day) = day {
+                    aggregator.add_denials(&file.sensor, &file.date, day.lines);
+                }
+                Ok(())
+            }
             Ok(Work::Loaded(Loaded::Unreadable { dir, problems })) => {
                 for p in &problems {
                     output.write(
@@ -320,6 +335,7 @@ fn analyze(
             Err((found, panic)) => {
                 let (spool_index, rel) = match &found {
                     Found::Session(d) => (d.spool, d.rel.clone()),
+                    Found::Denials(d) => (d.spool, d.rel.clone()),
                     Found::Problem(p) => (p.spool, p.rel.clone()),
                 };
                 let problem = Problem {
@@ -361,6 +377,10 @@ fn analyze(
             for found in batch {
                 let work = || match found {
                     Found::Session(dir) => Work::Loaded(load::load(dir, &options, parser)),
+                    Found::Denials(d) => Work::Denials(
+                        d.clone(),
+                        crate::spool::denials::read_day_path(&d.path, &d.sensor, &d.date),
+                    ),
                     Found::Problem(p) => Work::Walk(p.clone()),
                 };
                 results.push(match catch_unwind(AssertUnwindSafe(work)) {

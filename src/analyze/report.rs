@@ -19,6 +19,7 @@ use super::aggregate::{
     AttachmentRow, CampaignRow, ClientRow, CredentialRow, DomainRow, MessageRow, RecipientRow,
     Stats, Tables, UrlRow,
 };
+use super::denied::DeniedRow;
 use super::load::{LoadedSession, Problem};
 use super::osint::{Facts, Findings, Kind, Lookup, Service};
 use super::walk::WalkProblem;
@@ -114,6 +115,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ("urls", URL_COLUMNS),
     ("domains", DOMAIN_COLUMNS),
     ("lookups", LOOKUP_COLUMNS),
+    ("denied", DENIED_COLUMNS),
     ("errors", ERROR_COLUMNS),
 ];
 
@@ -517,6 +519,26 @@ fn url_row(r: &UrlRow) -> Row {
     row
 }
 
+const DENIED_COLUMNS: &[&str] = &[
+    "ip",
+    "rule",
+    "connections",
+    "first_seen",
+    "last_seen",
+    "sensors",
+];
+
+fn denied_row(r: &DeniedRow) -> Row {
+    vec![
+        ("ip", Cell::Str(r.ip.clone())),
+        ("rule", Cell::Str(r.rule.clone())),
+        ("connections", Cell::Uint(r.connections)),
+        ("first_seen", Cell::Str(r.first_seen.clone())),
+        ("last_seen", Cell::Str(r.last_seen.clone())),
+        ("sensors", Cell::Tokens(r.sensors.clone())),
+    ]
+}
+
 fn domain_row(r: &DomainRow) -> Row {
     let mut row = vec![("domain", Cell::Str(r.domain.clone()))];
     stats(&mut row, &r.stats);
@@ -694,6 +716,9 @@ impl Output {
         }
         for l in &findings.lookups {
             self.write("lookups", &lookup_row(l))?;
+        }
+        for r in &t.denied {
+            self.write("denied", &denied_row(r))?;
         }
         Ok(())
     }

@@ -251,6 +251,13 @@ impl Summary {
         for line in osint {
             writeln!(out, "{line}")?;
         }
+        if t.denied_connections > 0 || t.allowed_unknown_country > 0 {
+            writeln!(
+                out,
+                "{} connections denied from {} addresses (see denied); {} allowed with an unknown country",
+                t.denied_connections, t.denied_clients, t.allowed_unknown_country,
+            )?;
+        }
         if t.duplicate_sessions > 0 {
             writeln!(
                 out,

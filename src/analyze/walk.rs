@@ -9,6 +9,7 @@
 //! never followed (each one is reported), and entries come in file-name order
 //! so that every run sees the same sequence.
 
+use crate::spool::denials;
 use crate::spool::writer::{INCOMING, MANIFEST};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -47,9 +48,22 @@ pub enum WalkProblemKind {
     Unreadable,
 }
 
+/// A sensor's denial counts for one day (`<sensor>/denials/<date>.log`).
+#[derive(Debug, Clone)]
+pub struct DenialsFile {
+    pub spool: usize,
+    pub path: PathBuf,
+    pub rel: String,
+    /// The name of the directory above `denials/`.
+    pub sensor: String,
+    /// `YYYY-MM-DD`, from the file name.
+    pub date: String,
+}
+
 #[derive(Debug, Clone)]
 pub enum Found {
     Session(SessionDir),
+    Denials(DenialsFile),
     Problem(WalkProblem),
 }
 
@@ -196,6 +210,23 @@ fn walk_root(index: usize, root: &Path, emit: &mut dyn FnMut(Found) -> bool) -> 
                 }
                 None
             }
+        } else if kind.is_file()
+            && denials::is_day_file(name)
+            && dir.file_name().is_some_and(|d| d == denials::DENIALS)
+        {
+            let sensor = dir
+                .parent()
+                .and_then(Path::file_name)
+                .map(|s| crate::escape::escape_text(s.as_bytes()))
+                .unwrap_or_default();
+            Some(Found::Denials(DenialsFile {
+                spool: index,
+                path: path.clone(),
+                rel: relative(root, &path),
+                sensor,
+                // is_day_file: 10 ASCII characters then `.log`.
+                date: String::from_utf8_lossy(&name[..10]).into_owned(),
+            }))
         } else if kind.is_file() && name == MANIFEST.as_bytes() {
             // A session under another name; what else is in it is walked
             // too, which costs little and finds nothing more.

@@ -171,6 +171,31 @@ pub fn read_day_file(bytes: &[u8], sensor: &str, date: &str) -> DayFile {
     day
 }
 
+/// Largest day file read back.
+const MAX_DAY_FILE: u64 = 512 * 1024 * 1024;
+
+/// Reads the day file at `path` without following a link.
+pub fn read_day_path(path: &Path, sensor: &str, date: &str) -> io::Result<DayFile> {
+    use std::io::Read;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_DAY_FILE {
+        return Err(io::Error::other(format!(
+            "{} bytes, more than the {MAX_DAY_FILE} read",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_DAY_FILE).read_to_end(&mut bytes)?;
+    Ok(read_day_file(&bytes, sensor, date))
+}
+
 /// Counts per (minute, address, rule) not yet written.
 type Pending = BTreeMap<(String, IpAddr, Arc<str>), u64>;
 
