@@ -28,8 +28,8 @@
 use crate::analyze::pipeline;
 use crate::analyze::walk::{self, Found, WalkProblemKind};
 use crate::escape::escape_text;
-use crate::spool::{Manifest, denials};
 use crate::spool::writer::{MANIFEST, hash_file};
+use crate::spool::{Manifest, denials};
 use clap::Args;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -180,8 +180,11 @@ pub fn run(args: VerifyArgs) -> ExitCode {
     } else {
         String::new()
     };
-    write_failed |=
-        writeln!(out, "{sessions} sessions checked{denials}, {problems} problems").is_err();
+    write_failed |= writeln!(
+        out,
+        "{sessions} sessions checked{denials}, {problems} problems"
+    )
+    .is_err();
     write_failed |= out.flush().is_err();
     if problems > 0 || write_failed {
         ExitCode::FAILURE

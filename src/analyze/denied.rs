@@ -30,7 +30,8 @@ pub fn problems(day: &std::io::Result<DayFile>) -> Vec<Problem> {
             if day.incomplete_tail {
                 out.push(problem(
                     String::new(),
-                    "last line incomplete (the sensor stopped while writing it), not counted".into(),
+                    "last line incomplete (the sensor stopped while writing it), not counted"
+                        .into(),
                 ));
             }
             out
@@ -170,7 +171,11 @@ mod tests {
         ];
         agg.add("s1", "2026-12-07", lines(&day[..2]));
         agg.add("s1", "2026-12-07", lines(&day));
-        agg.add("s2", "2026-12-08", lines(&["2026-12-08T00:01Z 192.0.2.1 cidr:192.0.2.0/24 1"]));
+        agg.add(
+            "s2",
+            "2026-12-08",
+            lines(&["2026-12-08T00:01Z 192.0.2.1 cidr:192.0.2.0/24 1"]),
+        );
         let (rows, totals) = agg.finish();
         assert_eq!(
             totals,
@@ -186,6 +191,9 @@ mod tests {
         assert_eq!(rows[0].first_seen, "2026-12-07T06:44:00.000000Z");
         assert_eq!(rows[0].last_seen, "2026-12-08T00:01:00.000000Z");
         assert_eq!(rows[0].sensors, ["s1", "s2"]);
-        assert_eq!((rows[1].rule.as_str(), rows[1].connections), ("country:NL", 1));
+        assert_eq!(
+            (rows[1].rule.as_str(), rows[1].connections),
+            ("country:NL", 1)
+        );
     }
 }

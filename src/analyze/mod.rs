@@ -141,7 +141,10 @@ const BATCH: usize = 16;
 /// What a worker hands back for one thing the walk found.
 enum Work {
     Loaded(Loaded),
-    Denials(walk::DenialsFile, std::io::Result<crate::spool::denials::DayFile>),
+    Denials(
+        walk::DenialsFile,
+        std::io::Result<crate::spool::denials::DayFile>,
+    ),
     Walk(walk::WalkProblem),
 }
 

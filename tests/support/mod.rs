@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use latrine::spool::Manifest;
 
+pub mod mmdb;
+
 /// A running `latrine listen` with a temporary spool.
 pub struct Honeypot {
     pub child: Child,
@@ -252,6 +254,29 @@ impl Dialog {
         let greeting = d.reply();
         assert!(greeting.starts_with("220 "), "greeting: {greeting:?}");
         d
+    }
+
+    /// A connection to `addr` from the local address `from` (any of
+    /// 127/8 on Linux), before the greeting: read it with `reply`.
+    pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> Dialog {
+        let domain = if addr.is_ipv4() {
+            socket2::Domain::IPV4
+        } else {
+            socket2::Domain::IPV6
+        };
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+        socket
+            .bind(&SocketAddr::new(from, 0).into())
+            .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+        socket.connect(&addr.into()).expect("connect");
+        let stream: TcpStream = socket.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        Dialog {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
