@@ -184,6 +184,37 @@ fn denied_clients_get_no_greeting_no_session_and_are_counted() {
     assert_eq!(totals["denied_connections"], 6);
     assert_eq!(totals["denied_clients"], 3);
     assert_eq!(totals["sessions"], 2);
+
+    // A damaged line and a torn last one are named by verify, and analyze
+    // counts the good lines only.
+    let day = only_day_file(&spool);
+    let good_lines = std::fs::read_to_string(&day).unwrap().lines().count();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&day).unwrap();
+    f.write_all(b"2026-12-07T10:6Z 127.0.0.2 cidr:127.0.0.2/32 1\n2026-12-07T10:06Z 127.0")
+        .unwrap();
+    drop(f);
+    let (status, out, _) = latrine(&["verify", spool.to_str().unwrap()]);
+    assert_eq!(status, Some(1), "{out}");
+    let bad = format!(
+        "BAD-DENIALS {}:{}: \"2026-12-07T10:6Z\" is not a minute",
+        day.display(),
+        good_lines + 1
+    );
+    assert!(out.contains(&bad), "{out}");
+    assert!(
+        out.contains(&format!(
+            "TORN-DENIALS {}: last line incomplete",
+            day.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("2 sessions checked, 1 denial files, 2 problems\n"),
+        "{out}"
+    );
+    let (rows, totals) = analyze_denied(&spool);
+    assert_eq!(rows.iter().map(|r| r.2).sum::<u64>(), 6);
+    assert_eq!(totals["denied_connections"], 6);
 }
 
 fn unsafe_euid() -> u32 {
@@ -324,6 +355,7 @@ fn a_flood_of_denied_connections_does_not_slow_a_normal_client() {
         .sum();
     assert_eq!(counted, FLOOD as u64);
     let lines = text.lines().count() - 1;
+    eprintln!("{FLOOD} denials counted in {lines} lines");
     assert!(
         lines as f64 <= flood_time.as_secs_f64() + 3.0,
         "{lines} lines for a {flood_time:?} flood"

@@ -138,7 +138,7 @@ impl DeniedAggregate {
             })
             .collect();
         // Stable: ties keep the (address, rule) order of the map.
-        rows.sort_by(|a, b| b.connections.cmp(&a.connections));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.connections));
         (rows, totals)
     }
 }

@@ -142,7 +142,7 @@ const BATCH: usize = 16;
 enum Work {
     Loaded(Loaded),
     Denials(
-        walk::DenialsFile,
+        Box<walk::DenialsFile>,
         std::io::Result<crate::spool::denials::DayFile>,
     ),
     Walk(walk::WalkProblem),

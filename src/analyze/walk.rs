@@ -63,7 +63,7 @@ pub struct DenialsFile {
 #[derive(Debug, Clone)]
 pub enum Found {
     Session(SessionDir),
-    Denials(DenialsFile),
+    Denials(Box<DenialsFile>),
     Problem(WalkProblem),
 }
 
@@ -219,14 +219,14 @@ fn walk_root(index: usize, root: &Path, emit: &mut dyn FnMut(Found) -> bool) -> 
                 .and_then(Path::file_name)
                 .map(|s| crate::escape::escape_text(s.as_bytes()))
                 .unwrap_or_default();
-            Some(Found::Denials(DenialsFile {
+            Some(Found::Denials(Box::new(DenialsFile {
                 spool: index,
                 path: path.clone(),
                 rel: relative(root, &path),
                 sensor,
                 // is_day_file: 10 ASCII characters then `.log`.
                 date: String::from_utf8_lossy(&name[..10]).into_owned(),
-            }))
+            })))
         } else if kind.is_file() && name == MANIFEST.as_bytes() {
             // A session under another name; what else is in it is walked
             // too, which costs little and finds nothing more.

@@ -59,7 +59,7 @@ impl Blocks {
             None => {
                 self.by_length
                     .push((length, HashMap::from([(network, rule)])));
-                self.by_length.sort_by(|a, b| b.0.cmp(&a.0));
+                self.by_length.sort_by_key(|b| std::cmp::Reverse(b.0));
             }
         }
     }

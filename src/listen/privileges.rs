@@ -6,7 +6,7 @@
 //! before it opens the spool or accepts a connection. An attacker who found
 //! a hole in the SMTP code would find an unprivileged process.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -226,32 +226,6 @@ pub const ROOT_WARNING: &str = "running as root: an attacker who breaks the SMTP
      host. Give --user latrine (bind as root, then drop), or run as an ordinary user with \
      CAP_NET_BIND_SERVICE (systemd: User=latrine, AmbientCapabilities=CAP_NET_BIND_SERVICE; \
      see scripts/systemd/latrine.service)";
-
-/// The name of the current user, for messages.
-pub fn current_user() -> String {
-    let uid = effective_uid();
-    let mut buffer = lookup_buffer();
-    // SAFETY: as in user_ids, for getpwuid_r.
-    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut entry,
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
-    };
-    if rc == 0 && !found.is_null() {
-        // SAFETY: pw_name points into `buffer`, NUL-terminated.
-        unsafe { CStr::from_ptr(entry.pw_name) }
-            .to_string_lossy()
-            .into_owned()
-    } else {
-        format!("uid {uid}")
-    }
-}
 
 #[cfg(test)]
 mod tests {
