@@ -8,6 +8,7 @@ use std::path::PathBuf;
 #[command(
     name = "latrine",
     version,
+    propagate_version = true,
     about = "SMTP honeypot and spam-forensics toolkit",
     long_about = "latrine speaks SMTP like a real MTA, looks like an open relay, never \
                   delivers anything, and keeps every session as sealed, hashed evidence \
