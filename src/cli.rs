@@ -29,8 +29,8 @@ pub struct Cli {
     )]
     pub log_format: crate::logging::LogFormat,
 
-    /// Append the log to FILE instead of standard error; SIGUSR1 reopens it
-    /// (after logrotate renamed it; see scripts/logrotate/latrine).
+    /// Append the log to FILE instead of standard error. SIGUSR1 reopens it
+    /// once logrotate has renamed it (the package's /etc/logrotate.d/latrine).
     #[arg(long, global = true, value_name = "FILE", conflicts_with = "syslog")]
     pub log_file: Option<PathBuf>,
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::Command;
 
@@ -117,6 +118,15 @@ fn packaged_config_is_accepted_by_listen() {
     std::fs::write(&path, local).unwrap();
     let config_arg = format!("--config={}", path.display());
     let mut h = support::Honeypot::start_on(&dir.path().join("spool"), &[&config_arg]);
+    // A session, which also lets the start finish (SIGTERM's handler).
+    let mut client = std::io::BufReader::new(h.connect());
+    let mut line = String::new();
+    client.read_line(&mut line).unwrap();
+    assert!(line.starts_with("220 "), "{line:?}");
+    client.get_mut().write_all(b"QUIT\r\n").unwrap();
+    line.clear();
+    client.read_line(&mut line).unwrap();
+    assert!(line.starts_with("221 "), "{line:?}");
     assert_eq!(h.terminate(), Some(0), "{}", h.log.lock().unwrap());
     assert!(
         dir.path().join("state").is_dir(),
