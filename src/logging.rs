@@ -458,4 +458,24 @@ mod tests {
         assert!(e.contains("unknown syslog facility \"kern\""), "{e}");
         assert!(e.contains("local0"), "{e}");
     }
+
+    #[test]
+    fn a_syslog_record_is_one_line_of_bounded_size() {
+        let syslog = Syslog {
+            path: PathBuf::from("/nonexistent"),
+            socket: Mutex::new(UnixDatagram::unbound().unwrap()),
+            facility: "local7".parse().unwrap(),
+            hostname: "mx.example.com".into(),
+            pid: 42,
+        };
+        let d = syslog.datagram(severity(&Level::WARN), b"two\nlines\r\n");
+        let text = String::from_utf8(d).unwrap();
+        assert!(text.starts_with("<188>1 "), "{text}");
+        assert!(
+            text.ends_with(" mx.example.com latrine 42 - - two\\nlines\\r"),
+            "{text}"
+        );
+        let long = vec![b'x'; MAX_DATAGRAM * 2];
+        assert_eq!(syslog.datagram(7, &long).len(), MAX_DATAGRAM);
+    }
 }
