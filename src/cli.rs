@@ -8,6 +8,7 @@ use std::path::PathBuf;
 #[command(
     name = "latrine",
     version,
+    propagate_version = true,
     about = "SMTP honeypot and spam-forensics toolkit",
     long_about = "latrine speaks SMTP like a real MTA, looks like an open relay, never \
                   delivers anything, and keeps every session as sealed, hashed evidence \
@@ -17,6 +18,39 @@ pub struct Cli {
     /// Log verbosity: error, warn, info, debug or trace (RUST_LOG overrides it).
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
     pub log_level: String,
+
+    /// Log record shape: text (for people) or json (one object a line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
+
+    /// Append the log to FILE instead of standard error. SIGUSR1 reopens it
+    /// once logrotate has renamed it (the package's /etc/logrotate.d/latrine).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "syslog")]
+    pub log_file: Option<PathBuf>,
+
+    /// Log to syslog (/dev/log) in RFC 5424 instead of standard error.
+    #[arg(long, global = true)]
+    pub syslog: bool,
+
+    /// Syslog facility: daemon, user, mail, auth, authpriv, local0..local7, ...
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        default_value = "daemon",
+        requires = "syslog"
+    )]
+    pub syslog_facility: crate::logging::Facility,
+
+    /// The syslog socket (tests stand one in for /dev/log).
+    #[arg(long, global = true, hide = true, value_name = "PATH", default_value = crate::logging::SYSLOG_SOCKET)]
+    pub syslog_socket: PathBuf,
 
     #[command(subcommand)]
     pub command: Command,
@@ -30,6 +64,31 @@ pub enum Command {
     Analyze(crate::analyze::AnalyzeArgs),
     /// Check every sealed session against its manifest (chain of custody).
     Verify(crate::verify::VerifyArgs),
+    /// Write manual pages or shell completions (for packagers).
+    #[command(hide = true)]
+    Generate(crate::generate::GenerateArgs),
+}
+
+impl Cli {
+    /// The logging options given.
+    pub fn log_options(&self) -> crate::logging::Options {
+        use crate::logging::Destination;
+        let destination = if self.syslog {
+            Destination::Syslog {
+                facility: self.syslog_facility,
+                socket: self.syslog_socket.clone(),
+            }
+        } else if let Some(file) = &self.log_file {
+            Destination::File(file.clone())
+        } else {
+            Destination::Stderr
+        };
+        crate::logging::Options {
+            level: self.log_level.clone(),
+            format: self.log_format,
+            destination,
+        }
+    }
 }
 
 /// Options of `latrine listen`. Each overrides the same key of `--config`.

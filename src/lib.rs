@@ -7,13 +7,16 @@
 //! - [`analyze`]: the analyst's pipeline over spools: walk, load, enrich, aggregate, report.
 //! - [`verify`]: the chain-of-custody check of sealed sessions.
 //! - [`config`]: options from the command line and the TOML file, checked at start.
+//! - [`logging`]: latrine's own log: text or JSON, to stderr, a file or syslog.
 
 pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod escape;
 pub mod events;
+pub mod generate;
 pub mod listen;
+pub mod logging;
 pub mod smtp;
 pub mod spool;
 pub mod timestamp;

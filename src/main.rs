@@ -7,10 +7,26 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level);
+    let log = match latrine::logging::init(&cli.log_options()) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("latrine: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Commands without a runtime: a thread waits for SIGUSR1, if there is
+    // a log file to reopen (`listen` always handles it, below).
+    if log.has_file()
+        && !matches!(cli.command, Command::Listen(_))
+        && let Err(e) = log.reopen_on_sigusr1_in_thread()
+    {
+        eprintln!("latrine: cannot handle SIGUSR1 (log file reopening): {e}");
+        return ExitCode::FAILURE;
+    }
     match cli.command {
         Command::Analyze(args) => latrine::analyze::run(args),
         Command::Verify(args) => latrine::verify::run(args),
+        Command::Generate(args) => latrine::generate::run(args),
         Command::Listen(args) => {
             // Read again, file and command line alike, on SIGHUP.
             let reread = move || {
@@ -35,6 +51,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            if let Err(e) = log.reopen_on_sigusr1(runtime.handle()) {
+                eprintln!("latrine: cannot handle SIGUSR1 (log file reopening): {e}");
+                return ExitCode::FAILURE;
+            }
             match runtime.block_on(latrine::listen::run(config, reread)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -44,21 +64,4 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-fn init_logging(level: &str) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("latrine={level}")));
-    // ureq-proto traces every byte sent and received, API key headers
-    // included: never, whatever RUST_LOG says. (ureq's own log hides them.)
-    for directive in ["ureq_proto=off", "ureq_proto::util=off"] {
-        if let Ok(d) = directive.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
 }

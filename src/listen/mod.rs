@@ -389,10 +389,16 @@ pub async fn run(
     config: ListenConfig,
     reread: impl Fn() -> Result<ListenConfig, String> + Send + 'static,
 ) -> Result<(), StartError> {
-    // Before anything else: SIGHUP's default action would end the process.
-    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    // Before anything else: the default action of SIGHUP and SIGTERM would
+    // end the process without sealing, if one came before serving begins.
+    use tokio::signal::unix::{SignalKind, signal};
+    let hangups = signal(SignalKind::hangup())
         .map_err(|e| StartError(format!("cannot watch for SIGHUP: {e}")))?;
-    let running = start(&config, termination()).await?;
+    let terminate = signal(SignalKind::terminate())
+        .map_err(|e| StartError(format!("cannot watch for SIGTERM: {e}")))?;
+    let interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| StartError(format!("cannot watch for SIGINT: {e}")))?;
+    let running = start(&config, termination(terminate, interrupt)).await?;
     tokio::spawn(reload::on_hangup(hangups, running.reloader.clone(), reread));
     for (l, address) in config.listeners.iter().zip(&running.addresses) {
         // One line per listener says where it listens, where evidence goes
@@ -432,15 +438,12 @@ pub async fn run(
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn termination() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+async fn termination(
+    mut terminate: tokio::signal::unix::Signal,
+    mut interrupt: tokio::signal::unix::Signal,
+) {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
     }
 }
