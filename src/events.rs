@@ -185,6 +185,13 @@ pub struct TlsRecord {
     pub ja3: Option<String>,
     pub ja3_string: Option<String>,
     pub ja4: Option<String>,
+    /// What latrine answered, as scanners fingerprint it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ja3s: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ja3s_string: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ja4s: Option<String>,
     /// Bytes the client sent during the handshake (kept in the transcript).
     pub client_hello_bytes: u64,
     /// Why the handshake failed.

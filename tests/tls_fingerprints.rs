@@ -1,7 +1,8 @@
 //! The JA3 and JA4 latrine records equal what independent implementations
 //! compute from a packet capture of the same handshakes: Wireshark's
 //! `tshark` (field `tls.handshake.ja3`) for JA3, and the `ja4plus` Python
-//! package (PyPI; BSD-3 for JA4, its own TLS parser on scapy) for JA4.
+//! package (PyPI; BSD-3 for JA4, its own TLS parser on scapy) for JA4; and
+//! likewise the JA3S (`tls.handshake.ja3s`) and JA4S of what latrine sent.
 //!
 //! Needs root (capturing on `lo`), tshark, the clients (openssl, curl,
 //! python3, swaks, msmtp, php with PHPMailer) and a venv with ja4plus:
@@ -174,12 +175,27 @@ fn handshakes(addr: SocketAddr, dir: &Path) -> Vec<&'static str> {
 /// tshark's JA3 of every ClientHello in `pcap`, by client port, decoding
 /// `port` as SMTP so that it follows STARTTLS.
 fn tshark_ja3(pcap: &Path, port: u16) -> BTreeMap<u16, String> {
+    tshark_field(pcap, port, 1, "tcp.srcport", "tls.handshake.ja3")
+}
+
+/// tshark's JA3S of every ServerHello, by client port.
+fn tshark_ja3s(pcap: &Path, port: u16) -> BTreeMap<u16, String> {
+    tshark_field(pcap, port, 2, "tcp.dstport", "tls.handshake.ja3s")
+}
+
+fn tshark_field(
+    pcap: &Path,
+    port: u16,
+    handshake_type: u8,
+    client_port: &str,
+    field: &str,
+) -> BTreeMap<u16, String> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
         .args(["-d", &format!("tcp.port=={port},smtp")])
-        .args(["-Y", "tls.handshake.type == 1", "-T", "fields"])
-        .args(["-e", "tcp.srcport", "-e", "tls.handshake.ja3"])
+        .args(["-Y", &format!("tls.handshake.type == {handshake_type}")])
+        .args(["-T", "fields", "-e", client_port, "-e", field])
         .stderr(Stdio::null())
         .output()
         .unwrap();
@@ -234,7 +250,7 @@ fn ja3_and_ja4_equal_tshark_and_ja4plus_on_a_capture() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // latrine's view: client port → (ja3, ja4).
+    // latrine's view: client port → (ja3, ja4), and what it sent (ja3s, ja4s).
     let ours: BTreeMap<u16, (String, String)> = sealed
         .iter()
         .filter_map(|(_, m)| {
@@ -242,6 +258,14 @@ fn ja3_and_ja4_equal_tshark_and_ja4plus_on_a_capture() {
             Some((m.client.port, (tls.ja3.clone()?, tls.ja4.clone()?)))
         })
         .collect();
+    let ours_sent: BTreeMap<u16, (String, String)> = sealed
+        .iter()
+        .filter_map(|(_, m)| {
+            let tls = m.tls.as_ref()?;
+            Some((m.client.port, (tls.ja3s.clone()?, tls.ja4s.clone()?)))
+        })
+        .collect();
+    assert_eq!(ours_sent.len(), clients.len(), "{ours_sent:?}");
     assert_eq!(
         ours.len(),
         clients.len(),
@@ -249,10 +273,11 @@ fn ja3_and_ja4_equal_tshark_and_ja4plus_on_a_capture() {
     );
 
     let tshark_ja3 = tshark_ja3(&pcap, h.addr.port());
+    let tshark_ja3s = tshark_ja3s(&pcap, h.addr.port());
 
-    // ja4plus's JA4 of the same capture.
+    // ja4plus's JA4 and JA4S of the same capture, by client port.
     let out = Command::new(python.with_file_name("ja4plus"))
-        .args(["--format", "json", "--types", "ja4", "analyze"])
+        .args(["--format", "json", "--types", "ja4,ja4s", "analyze"])
         .arg(&pcap)
         .output()
         .unwrap();
@@ -261,17 +286,24 @@ fn ja3_and_ja4_equal_tshark_and_ja4plus_on_a_capture() {
         "ja4plus: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ja4plus: BTreeMap<u16, String> = String::from_utf8_lossy(&out.stdout)
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["type"] == "ja4")
-        .filter_map(|v| {
-            Some((
-                v["src_port"].as_u64()? as u16,
-                v["fingerprint"].as_str()?.to_string(),
-            ))
-        })
+        .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
+    let by = |kind: &str, port: &str| -> BTreeMap<u16, String> {
+        lines
+            .iter()
+            .filter(|v| v["type"] == kind)
+            .filter_map(|v| {
+                Some((
+                    v[port].as_u64()? as u16,
+                    v["fingerprint"].as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    };
+    let ja4plus = by("ja4", "src_port");
+    let ja4plus_s = by("ja4s", "dst_port");
 
     let mut report = Vec::new();
     for (port, (ja3, ja4)) in &ours {
@@ -281,11 +313,22 @@ fn ja3_and_ja4_equal_tshark_and_ja4plus_on_a_capture() {
             ja4plus.get(port)
         ));
     }
+    for (port, (ja3s, ja4s)) in &ours_sent {
+        report.push(format!(
+            "port {port}: sent ja3s {ja3s} (tshark {:?}), ja4s {ja4s} (ja4plus {:?})",
+            tshark_ja3s.get(port),
+            ja4plus_s.get(port)
+        ));
+    }
     let report = report.join("\n");
     eprintln!("{report}");
     for (port, (ja3, ja4)) in &ours {
         assert_eq!(tshark_ja3.get(port), Some(ja3), "JA3 differs:\n{report}");
         assert_eq!(ja4plus.get(port), Some(ja4), "JA4 differs:\n{report}");
+    }
+    for (port, (ja3s, ja4s)) in &ours_sent {
+        assert_eq!(tshark_ja3s.get(port), Some(ja3s), "JA3S differs:\n{report}");
+        assert_eq!(ja4plus_s.get(port), Some(ja4s), "JA4S differs:\n{report}");
     }
     // Seven clients, and they are not all alike.
     let distinct: std::collections::BTreeSet<&String> = ours.values().map(|(j, _)| j).collect();

@@ -3,10 +3,11 @@
 //! rustls consumes the ClientHello without showing its raw bytes, and JA3/JA4
 //! need them (extension order, GREASE). So the socket is wrapped in a
 //! [`Recorder`] that keeps a copy of the first bytes read during the
-//! handshake; the fingerprints are computed from that copy.
+//! handshake; the fingerprints are computed from that copy. The first bytes
+//! written are copied too, for the fingerprints of our ServerHello.
 
 use crate::events::TlsRecord;
-use crate::tls::client_hello;
+use crate::tls::{client_hello, server_hello};
 use rustls::ServerConfig;
 use std::io;
 use std::pin::Pin;
@@ -20,6 +21,8 @@ use tokio_rustls::server::TlsStream;
 
 /// Most of a ClientHello kept; real ones are well under 2 KB, hostile ones are cut.
 const MAX_RECORDED: usize = 16 * 1024;
+/// Of what we write, the ServerHello is first and well under this.
+const MAX_SENT_RECORDED: usize = 4 * 1024;
 
 /// A stream that copies the bytes read from it while recording is on. The
 /// copy is shared, so that it survives a handshake that times out (the
@@ -27,19 +30,22 @@ const MAX_RECORDED: usize = 16 * 1024;
 pub struct Recorder<S> {
     inner: S,
     recorded: Option<Arc<Mutex<Vec<u8>>>>,
+    sent: Option<Arc<Mutex<Vec<u8>>>>,
 }
 
 impl<S> Recorder<S> {
-    fn new(inner: S, recorded: Arc<Mutex<Vec<u8>>>) -> Recorder<S> {
+    fn new(inner: S, recorded: Arc<Mutex<Vec<u8>>>, sent: Arc<Mutex<Vec<u8>>>) -> Recorder<S> {
         Recorder {
             inner,
             recorded: Some(recorded),
+            sent: Some(sent),
         }
     }
 
-    /// Stops copying; later reads (the SMTP dialog) are not kept here.
+    /// Stops copying; later reads and writes (the SMTP dialog) are not kept here.
     fn stop(&mut self) {
         self.recorded = None;
+        self.sent = None;
     }
 }
 
@@ -77,7 +83,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Recorder<S> {
         if self.recorded.is_some() && buf.first() == Some(&21) {
             return Poll::Ready(Ok(buf.len()));
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let (Some(sent), Poll::Ready(Ok(n))) = (&self.sent, &result) {
+            let mut sent = sent.lock().unwrap_or_else(|e| e.into_inner());
+            let room = MAX_SENT_RECORDED.saturating_sub(sent.len());
+            sent.extend_from_slice(&buf[..(*n).min(room)]);
+        }
+        result
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -112,8 +124,13 @@ pub async fn accept(
         ..TlsRecord::default()
     };
     let shared = Arc::new(Mutex::new(Vec::new()));
+    let sent = Arc::new(Mutex::new(Vec::new()));
     let handshake = acceptor
-        .accept(Recorder::new(socket, Arc::clone(&shared)))
+        .accept(Recorder::new(
+            socket,
+            Arc::clone(&shared),
+            Arc::clone(&sent),
+        ))
         .into_fallible();
     let stream = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(mut stream)) => {
@@ -151,6 +168,11 @@ pub async fn accept(
         record.ja3 = Some(hello.ja3());
         record.ja3_string = Some(hello.ja3_string());
         record.ja4 = Some(hello.ja4());
+    }
+    if let Some(hello) = server_hello::parse(&take(&sent)) {
+        record.ja3s = Some(hello.ja3s());
+        record.ja3s_string = Some(hello.ja3s_string());
+        record.ja4s = Some(hello.ja4s());
     }
     record.client_hello_bytes = client_bytes.len() as u64;
     Handshake {

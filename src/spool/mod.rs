@@ -135,7 +135,7 @@
 //! | `helo`, `helo_total` | HELO/EHLO arguments in order (first 100), and how many |
 //! | `commands` | command lines received |
 //! | `protocol_errors`, `protocol_errors_total` | `{at, command, reply}` for commands answered with an error (first 100), and how many |
-//! | `tls` | the TLS handshake, if any: `mode` (`starttls`, `implicit`), `version`, `cipher`, `sni`, `alpn`, `offered_alpn`, `ja3`, `ja3_string`, `ja4`, `client_hello_bytes`, `error` (a failed handshake) |
+//! | `tls` | the TLS handshake, if any: `mode` (`starttls`, `implicit`), `version`, `cipher`, `sni`, `alpn`, `offered_alpn`, `ja3`, `ja3_string`, `ja4` (the client's ClientHello), `ja3s`, `ja3s_string`, `ja4s` (the ServerHello latrine answered with, as scanners fingerprint it), `client_hello_bytes`, `error` (a failed handshake) |
 //! | `starttls_injection_bytes` | plaintext pipelined after STARTTLS: in the transcript, never executed (flag `starttls_injection`) |
 //! | `auth` | every AUTH exchange (first 100): `at`, `mechanism`, `username`, `password` (PLAIN, LOGIN), `authzid`, `challenge` and `digest` (CRAM-MD5: our challenge and the client's HMAC; NTLM: our server challenge in hex and the response as hashcat's NetNTLMv2 line `user::domain:challenge:ntproofstr:blob`), `domain` and `workstation` (NTLM), `raw` (the client's lines, escaped), `outcome` (`complete`, `cancelled`, `malformed`), `accepted` |
 //! | `limits_hit` | limits the session reached: `message_size`, `recipients`, `line_length`, `errors`, `idle_timeout`, `session_time`, ... |

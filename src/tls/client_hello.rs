@@ -31,12 +31,12 @@ fn is_grease(v: u16) -> bool {
 }
 
 /// A bounds-checked reader over untrusted bytes.
-struct Reader<'a> {
-    bytes: &'a [u8],
+pub(super) struct Reader<'a> {
+    pub(super) bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.bytes.len() < n {
             return None;
         }
@@ -45,21 +45,21 @@ impl<'a> Reader<'a> {
         Some(head)
     }
 
-    fn u8(&mut self) -> Option<u8> {
+    pub(super) fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
 
-    fn u16(&mut self) -> Option<u16> {
+    pub(super) fn u16(&mut self) -> Option<u16> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
 
-    fn u24(&mut self) -> Option<usize> {
+    pub(super) fn u24(&mut self) -> Option<usize> {
         self.take(3)
             .map(|b| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]))
     }
 
     /// A vector with a length prefix of `width` bytes.
-    fn vec(&mut self, width: usize) -> Option<Reader<'a>> {
+    pub(super) fn vec(&mut self, width: usize) -> Option<Reader<'a>> {
         let len = match width {
             1 => usize::from(self.u8()?),
             2 => usize::from(self.u16()?),
@@ -70,7 +70,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn u16s(mut self) -> Vec<u16> {
+    pub(super) fn u16s(mut self) -> Vec<u16> {
         let mut out = Vec::new();
         while let Some(v) = self.u16() {
             out.push(v);
@@ -79,10 +79,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Extracts the ClientHello from the first TLS records of a connection.
-/// Returns `None` when the bytes are not a (complete) ClientHello.
-pub fn parse(records: &[u8]) -> Option<ClientHello> {
-    // The handshake message may span several records: join their payloads.
+/// The first handshake message in `records` (TLS records as sent), with
+/// its 4-byte header: it may span several records.
+pub(super) fn first_handshake(records: &[u8]) -> Option<Vec<u8>> {
     let mut handshake = Vec::new();
     let mut r = Reader { bytes: records };
     while let Some(content_type) = r.u8() {
@@ -102,6 +101,13 @@ pub fn parse(records: &[u8]) -> Option<ClientHello> {
             }
         }
     }
+    Some(handshake)
+}
+
+/// Extracts the ClientHello from the first TLS records of a connection.
+/// Returns `None` when the bytes are not a (complete) ClientHello.
+pub fn parse(records: &[u8]) -> Option<ClientHello> {
+    let handshake = first_handshake(records)?;
     let mut h = Reader { bytes: &handshake };
     if h.u8()? != 1 {
         return None;

@@ -1,5 +1,6 @@
 //! TLS for STARTTLS and implicit TLS: the server certificate and the rustls
-//! configuration, plus the ClientHello fingerprints recorded as evidence.
+//! configuration, plus the ClientHello fingerprints recorded as evidence
+//! and those of the ServerHello we answered with.
 //!
 //! Without a configured certificate, one is made at first start and kept in
 //! the state directory, so that it stays the same across restarts (a
@@ -8,6 +9,7 @@
 //! Debian mail server.
 
 pub mod client_hello;
+pub mod server_hello;
 
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
