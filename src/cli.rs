@@ -30,6 +30,8 @@ pub enum Command {
     Analyze(crate::analyze::AnalyzeArgs),
     /// Check every sealed session against its manifest (chain of custody).
     Verify(crate::verify::VerifyArgs),
+    /// Delete from a spool the sessions whose copy elsewhere verifies byte for byte.
+    Prune(crate::prune::PruneArgs),
 }
 
 /// Options of `latrine listen`. Each overrides the same key of `--config`.

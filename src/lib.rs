@@ -6,6 +6,7 @@
 //! - [`events`]: the vocabulary of session events shared by the spool and the event stream.
 //! - [`analyze`]: the analyst's pipeline over spools: walk, load, enrich, aggregate, report.
 //! - [`verify`]: the chain-of-custody check of sealed sessions.
+//! - [`prune`]: deletes from a sensor the sessions verified in a copy.
 //! - [`config`]: options from the command line and the TOML file, checked at start.
 
 pub mod analyze;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod escape;
 pub mod events;
 pub mod listen;
+pub mod prune;
 pub mod smtp;
 pub mod spool;
 pub mod timestamp;
