@@ -436,7 +436,11 @@ fn prune(args: &PruneArgs) -> Result<ExitCode, String> {
                 Verdict::Keep(reason) => reason,
                 Verdict::Delete if !args.yes => {
                     write_failed |= writeln!(out, "{verb} {}", shown(rel)).is_err();
-                    *if is_session { &mut sessions } else { &mut denied } += 1;
+                    *if is_session {
+                        &mut sessions
+                    } else {
+                        &mut denied
+                    } += 1;
                     return;
                 }
                 Verdict::Delete => {
@@ -449,7 +453,11 @@ fn prune(args: &PruneArgs) -> Result<ExitCode, String> {
                     match removed {
                         Ok(()) => {
                             write_failed |= writeln!(out, "{verb} {}", shown(rel)).is_err();
-                            *if is_session { &mut sessions } else { &mut denied } += 1;
+                            *if is_session {
+                                &mut sessions
+                            } else {
+                                &mut denied
+                            } += 1;
                             if is_session {
                                 remove_empty_parents(spool, rel, &recent);
                             }
