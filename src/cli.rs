@@ -32,6 +32,8 @@ pub enum Command {
     Verify(crate::verify::VerifyArgs),
     /// Delete from a spool the sessions whose copy elsewhere verifies byte for byte.
     Prune(crate::prune::PruneArgs),
+    /// Print one session: its transcript in colour, then its summary.
+    Show(crate::show::ShowArgs),
 }
 
 /// Options of `latrine listen`. Each overrides the same key of `--config`.

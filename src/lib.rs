@@ -7,6 +7,7 @@
 //! - [`analyze`]: the analyst's pipeline over spools: walk, load, enrich, aggregate, report.
 //! - [`verify`]: the chain-of-custody check of sealed sessions.
 //! - [`prune`]: deletes from a sensor the sessions verified in a copy.
+//! - [`show`]: one session in the terminal: transcript and summary.
 //! - [`config`]: options from the command line and the TOML file, checked at start.
 
 pub mod analyze;
@@ -16,6 +17,7 @@ pub mod escape;
 pub mod events;
 pub mod listen;
 pub mod prune;
+pub mod show;
 pub mod smtp;
 pub mod spool;
 pub mod timestamp;
