@@ -2,7 +2,7 @@
 # Ships a sensor's sealed sessions to an evidence store, then frees the
 # sensor's disk of what arrived intact:
 #
-#   scripts/ship.sh [--dry-run] SPOOL DEST
+#   scripts/ship.sh [--dry-run] [--latrine BIN] SPOOL DEST
 #
 # 1. rsync -a --exclude=.incoming SPOOL/ DEST/   (sessions being written stay)
 # 2. latrine verify DEST                         (any problem: stop, nothing pruned)
@@ -16,8 +16,9 @@
 # that verified (for instance the store mounted read-only, or rsync'd back).
 #
 # --dry-run: copy and verify, then only list what prune would delete.
-# Environment: LATRINE is the latrine binary (default: `latrine` on PATH);
-# RSYNC_OPTS adds rsync options (e.g. "--bwlimit=10m").
+# --latrine BIN, or the environment's LATRINE: the latrine binary (default:
+# `latrine` on PATH).
+# Environment: RSYNC_OPTS adds rsync options (e.g. "--bwlimit=10m").
 #
 # Exit status: 0 when all went well, otherwise that of the step that failed.
 set -euo pipefail
@@ -28,14 +29,24 @@ die() {
 }
 
 dry_run=0
-if [[ ${1:-} == --dry-run ]]; then
-    dry_run=1
+latrine=${LATRINE:-latrine}
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --dry-run) dry_run=1 ;;
+    --latrine)
+        [[ $# -ge 2 ]] || die "--latrine needs the binary's path"
+        latrine=$2
+        shift
+        ;;
+    --) shift; break ;;
+    -*) die "unknown option $1" ;;
+    *) break ;;
+    esac
     shift
-fi
-[[ $# -eq 2 ]] || die "usage: ship.sh [--dry-run] SPOOL DEST"
+done
+[[ $# -eq 2 ]] || die "usage: ship.sh [--dry-run] [--latrine BIN] SPOOL DEST"
 spool=$1
 dest=$2
-latrine=${LATRINE:-latrine}
 
 [[ -d $spool ]] || die "SPOOL $spool: not a directory"
 [[ $dest != *:* ]] || die "DEST $dest: a remote destination; ship.sh verifies and prunes only against a local one (see the comment at the top)"

@@ -244,11 +244,22 @@ fn bad_input_is_a_clear_error() {
 }
 
 fn ship(spool: &Path, dest: &Path) -> (Option<i32>, String, String) {
+    ship_with(&[], spool, dest, env!("CARGO_BIN_EXE_latrine"))
+}
+
+/// scripts/ship.sh with `options`, and `LATRINE` set to `latrine_env`.
+fn ship_with(
+    options: &[&str],
+    spool: &Path,
+    dest: &Path,
+    latrine_env: &str,
+) -> (Option<i32>, String, String) {
     let out = Command::new("bash")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ship.sh"))
+        .args(options)
         .arg(spool)
         .arg(dest)
-        .env("LATRINE", env!("CARGO_BIN_EXE_latrine"))
+        .env("LATRINE", latrine_env)
         .output()
         .expect("run scripts/ship.sh");
     (
@@ -265,6 +276,16 @@ fn ship_copies_verifies_and_prunes() {
     }
     let (dir, spool, sessions) = fresh();
     let dest = dir.path().join("evidence");
+    // --dry-run copies and verifies, and deletes nothing.
+    let bin = env!("CARGO_BIN_EXE_latrine");
+    let (code, out, err) = ship_with(&["--dry-run"], &spool, &dest, bin);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("4 sessions and 0 denial files would be deleted"),
+        "{out}"
+    );
+    assert_eq!(support::sealed_sessions(&spool).len(), sessions.len());
+    assert_eq!(support::sealed_sessions(&dest).len(), sessions.len());
     let (code, out, err) = ship(&spool, &dest);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(support::sealed_sessions(&spool).is_empty(), "{out}");
@@ -273,9 +294,11 @@ fn ship_copies_verifies_and_prunes() {
     assert!(spool.join(".incoming").read_dir().unwrap().next().is_some());
     let verified = latrine_within(&["verify", dest.to_str().unwrap()], Duration::from_secs(60));
     assert_eq!(verified.status.code(), Some(0));
-    // A second ship has nothing to do.
+    // A second ship has nothing to do (the binary given by --latrine,
+    // which wins over LATRINE).
     let before = support::sealed_sessions(&dest);
-    let (code, out, err) = ship(&spool, &dest);
+    let bin = env!("CARGO_BIN_EXE_latrine");
+    let (code, out, err) = ship_with(&["--latrine", bin], &spool, &dest, "/nonexistent");
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
         out.contains("0 sessions and 0 denial files deleted"),
