@@ -328,3 +328,35 @@ fn a_closed_pipe_ends_quietly() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.matches(" C RCPT TO:<u").count(), 5400);
 }
+
+#[test]
+fn a_tampered_session_cannot_drive_the_terminal() {
+    let r = recorded();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(r.mail.file_name().unwrap());
+    analyze_common::copy_tree(&r.mail, &copy);
+    // Raw control bytes where the spool has only escaped text: in the
+    // transcript (valid and invalid UTF-8) and in a manifest string.
+    let mut transcript = std::fs::read(copy.join("transcript.log")).unwrap();
+    transcript
+        .extend_from_slice(b"9.000001 C \x1b[2J\xc2\x9b\x07\r\n\n9.000002 S \xff\x1b]0;x\x07\n");
+    std::fs::write(copy.join("transcript.log"), transcript).unwrap();
+    analyze_common::edit_manifest(&copy, |m| {
+        m["helo"] = serde_json::json!(["\u{1b}[31mred\u{9b}\u{202e}"]);
+    });
+    for color in ["always", "never"] {
+        let (code, out, err) = show(&[path(&copy), "--color", color]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_terminal_safe(&out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\\x1b[2J\\xc2\\x9b\\x07"), "{text}");
+        assert!(
+            text.contains("unreadable: ") && text.contains("9.000002 S \\xff\\x1b]0;x\\x07"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\\x1b[31mred\\xc2\\x9b\\xe2\\x80\\xae"),
+            "{text}"
+        );
+    }
+}
