@@ -7,7 +7,7 @@
 //! the local copy verifies too, and both `manifest.json` are byte-identical.
 //! The manifest lists every other file with its sha256, and verification
 //! allows no unlisted file, so the two copies then hold the same files with
-//! the same bytes. A denial-count file `<sensor>/denied/YYYY-MM-DD.log` is
+//! the same bytes. A denial-count file `<sensor>/denials/YYYY-MM-DD.log` is
 //! deleted only when its day is over (UTC) and DEST holds a byte-identical
 //! copy. Everything else is kept: `.incoming/`, links (never followed),
 //! sessions missing or different at DEST, names outside the layout.
@@ -23,6 +23,7 @@
 use crate::analyze::pipeline;
 use crate::analyze::walk::is_session_id;
 use crate::escape::escape_text;
+use crate::spool::denials::{DENIALS, is_day_file};
 use crate::spool::writer::{INCOMING, MANIFEST};
 use crate::verify::check_session;
 use clap::Args;
@@ -33,9 +34,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-/// The sensor directory that holds the denial counts.
-pub const DENIED: &str = "denied";
 
 /// Options of `latrine prune`.
 #[derive(Debug, Args)]
@@ -221,7 +219,7 @@ fn candidates(spool: &Path, push: &mut dyn FnMut(Candidate) -> bool) {
         }
         for (name, kind) in entries(&spool.join(&rel)) {
             let path = rel.join(&name);
-            let keep = if name == DENIED && kind.is_dir() {
+            let keep = if name == DENIALS && kind.is_dir() {
                 for (file, kind) in entries(&spool.join(&path)) {
                     let day = denied_day(file.as_bytes());
                     let candidate = match day {
@@ -255,13 +253,7 @@ fn candidates(spool: &Path, push: &mut dyn FnMut(Candidate) -> bool) {
 
 /// `YYYY-MM-DD.log` → `YYYY-MM-DD`.
 fn denied_day(name: &[u8]) -> Option<String> {
-    let day = name.strip_suffix(b".log")?;
-    let ok = day.len() == 10
-        && day.iter().enumerate().all(|(i, b)| match i {
-            4 | 7 => *b == b'-',
-            _ => b.is_ascii_digit(),
-        });
-    ok.then(|| String::from_utf8_lossy(day).into_owned())
+    is_day_file(name).then(|| String::from_utf8_lossy(&name[..10]).into_owned())
 }
 
 /// Whether every directory from DEST down to DEST/rel is a real directory

@@ -5,6 +5,7 @@ mod analyze_common;
 mod support;
 
 use analyze_common::{copy_tree, latrine_within};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -12,14 +13,24 @@ use std::time::Duration;
 use support::{Dialog, Honeypot, SENSOR, require_tool};
 
 /// A spool of four sessions from the real listener, each with a message,
-/// and one session left in `.incoming` (as if being written).
+/// today's denial counts (one connection from a denied address), and one
+/// session left in `.incoming` (as if being written).
 fn clean_spool() -> &'static Path {
     static SPOOL: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &SPOOL
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
             let spool = dir.path().join("spool");
-            let mut h = Honeypot::start_on(&spool, &["--no-fsync"]);
+            let deny = dir.path().join("deny.txt");
+            std::fs::write(&deny, "127.0.0.2\n").unwrap();
+            let mut h = Honeypot::start_on(
+                &spool,
+                &["--no-fsync", "--deny-file", deny.to_str().unwrap()],
+            );
+            let mut denied = Dialog::connect_from("127.0.0.2".parse().unwrap(), h.addr).stream;
+            let mut nothing = Vec::new();
+            denied.read_to_end(&mut nothing).unwrap();
+            assert!(nothing.is_empty(), "a denied client got {nothing:?}");
             for i in 0..4 {
                 let mut d = Dialog::open(&h);
                 d.cmd("EHLO client.example");
@@ -32,6 +43,8 @@ fn clean_spool() -> &'static Path {
             }
             h.wait_sealed(4);
             assert_eq!(h.terminate(), Some(0));
+            let today = spool.join(SENSOR).join(format!("denials/{}.log", day(0)));
+            assert!(today.is_file(), "no {}", today.display());
             let open = spool.join(".incoming/20260101T000000.000000Z-0000000000000000");
             std::fs::create_dir_all(&open).unwrap();
             std::fs::write(open.join("transcript.log"), b"being written").unwrap();
@@ -107,7 +120,7 @@ fn a_dry_run_lists_and_deletes_nothing() {
     }
     assert!(
         out.contains(
-            "4 sessions and 0 denial files would be deleted (run again with --yes to delete them), 0 kept"
+            "4 sessions and 0 denial files would be deleted (run again with --yes to delete them), 1 kept"
         ),
         "{out}"
     );
@@ -129,11 +142,15 @@ fn only_sessions_identical_at_dest_are_deleted() {
     std::fs::create_dir_all(old.parent().unwrap()).unwrap();
     std::fs::rename(&sessions[3], &old).unwrap();
     // Denial counts: an old day's, yesterday's, today's (still written).
-    let denied = spool.join(SENSOR).join("denied");
+    let denied = spool.join(SENSOR).join("denials");
     std::fs::create_dir_all(&denied).unwrap();
     for days_ago in [0, 1, 2] {
-        let line = format!("{}T10:00Z 127.0.0.2 cidr:127.0.0.2/32 7\n", day(days_ago));
-        std::fs::write(denied.join(format!("{}.log", day(days_ago))), line).unwrap();
+        let date = day(days_ago);
+        let file = format!(
+            "# latrine denials v1 sensor={SENSOR} date={date}\n\
+             {date}T10:00Z 127.0.0.2 cidr:127.0.0.2/32 7\n"
+        );
+        std::fs::write(denied.join(format!("{date}.log")), file).unwrap();
     }
     let dest = dir.path().join("dest");
     rsync(&spool, &dest);
@@ -148,7 +165,7 @@ fn only_sessions_identical_at_dest_are_deleted() {
     // Session 2: an extra file in the local copy.
     std::fs::write(sessions[2].join("planted"), b"x").unwrap();
     // The two-days-old denial file differs at DEST.
-    let old_denied = format!("{SENSOR}/denied/{}.log", day(2));
+    let old_denied = format!("{SENSOR}/denials/{}.log", day(2));
     std::fs::write(dest.join(&old_denied), b"other\n").unwrap();
 
     let (code, out, err) = prune(&dest, &spool, &["--yes", "--verbose"]);
@@ -162,7 +179,7 @@ fn only_sessions_identical_at_dest_are_deleted() {
         "{out}"
     );
     assert!(
-        out.contains(&format!("deleted {SENSOR}/denied/{}.log\n", day(1))),
+        out.contains(&format!("deleted {SENSOR}/denials/{}.log\n", day(1))),
         "{out}"
     );
     for (session, why) in [
@@ -209,7 +226,7 @@ fn a_link_at_dest_back_into_the_spool_is_not_a_copy() {
     let (code, out, err) = prune(&dest, &spool, &["--yes"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
-        out.contains("0 sessions and 0 denial files deleted, 4 kept"),
+        out.contains("0 sessions and 0 denial files deleted, 5 kept"),
         "{out}"
     );
     assert!(out.contains("kept 4: a symbolic link at DEST"), "{out}");
@@ -291,6 +308,14 @@ fn ship_copies_verifies_and_prunes() {
     assert!(support::sealed_sessions(&spool).is_empty(), "{out}");
     assert_eq!(support::sealed_sessions(&dest).len(), sessions.len());
     assert!(!dest.join(".incoming").exists());
+    // Today's denial counts are shipped (and verified at DEST), not pruned.
+    let today = format!("{SENSOR}/denials/{}.log", day(0));
+    assert!(out.contains("kept 1: today's denial counts"), "{out}");
+    assert_eq!(
+        std::fs::read(spool.join(&today)).unwrap(),
+        std::fs::read(dest.join(&today)).unwrap()
+    );
+    assert!(out.contains("1 denial files"), "{out}");
     assert!(spool.join(".incoming").read_dir().unwrap().next().is_some());
     let verified = latrine_within(&["verify", dest.to_str().unwrap()], Duration::from_secs(60));
     assert_eq!(verified.status.code(), Some(0));
