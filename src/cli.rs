@@ -64,6 +64,10 @@ pub enum Command {
     Analyze(crate::analyze::AnalyzeArgs),
     /// Check every sealed session against its manifest (chain of custody).
     Verify(crate::verify::VerifyArgs),
+    /// Delete from a spool the sessions whose copy elsewhere verifies byte for byte.
+    Prune(crate::prune::PruneArgs),
+    /// Print one session: its transcript in colour, then its summary.
+    Show(crate::show::ShowArgs),
     /// Write manual pages or shell completions (for packagers).
     #[command(hide = true)]
     Generate(crate::generate::GenerateArgs),

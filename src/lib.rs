@@ -6,6 +6,8 @@
 //! - [`events`]: the vocabulary of session events shared by the spool and the event stream.
 //! - [`analyze`]: the analyst's pipeline over spools: walk, load, enrich, aggregate, report.
 //! - [`verify`]: the chain-of-custody check of sealed sessions.
+//! - [`prune`]: deletes from a sensor the sessions verified in a copy.
+//! - [`show`]: one session in the terminal: transcript and summary.
 //! - [`config`]: options from the command line and the TOML file, checked at start.
 //! - [`logging`]: latrine's own log: text or JSON, to stderr, a file or syslog.
 
@@ -17,6 +19,8 @@ pub mod events;
 pub mod generate;
 pub mod listen;
 pub mod logging;
+pub mod prune;
+pub mod show;
 pub mod smtp;
 pub mod spool;
 pub mod timestamp;

@@ -27,6 +27,8 @@ fn main() -> ExitCode {
         Command::Analyze(args) => latrine::analyze::run(args),
         Command::Verify(args) => latrine::verify::run(args),
         Command::Generate(args) => latrine::generate::run(args),
+        Command::Prune(args) => latrine::prune::run(args),
+        Command::Show(args) => latrine::show::run(args),
         Command::Listen(args) => {
             // Read again, file and command line alike, on SIGHUP.
             let reread = move || {

@@ -23,6 +23,8 @@
 //!   place, in one atomic `rename(2)`, only once `manifest.json` is complete.
 //!   `rsync --exclude=.incoming` therefore never copies half a session, and
 //!   nothing in a sealed directory is ever changed again.
+//!   Only `latrine prune` deletes a sealed session, whole, and only once a
+//!   byte-identical copy elsewhere verifies ([`crate::prune`]).
 //! - **Names.** No path is ever made from client data: the sensor name is the
 //!   operator's (checked: letters, digits, `.`, `_`, `-`), ids and message
 //!   numbers are ours, attachments are named by their sha256. Files are
