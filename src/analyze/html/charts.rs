@@ -91,6 +91,7 @@ pub fn timeline(title: &str, points: &[(String, u64, u64)]) -> Result<String, St
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
+            .disable_x_mesh()
             .x_labels(8.min(n))
             .x_label_formatter(&|x| points.get(*x).map(|p| p.0.clone()).unwrap_or_default())
             .label_style(("sans-serif", 12))
@@ -108,11 +109,23 @@ pub fn timeline(title: &str, points: &[(String, u64, u64)]) -> Result<String, St
             .map_err(|e| e.to_string())?
             .label("sessions")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BAR.stroke_width(2)));
+        if n <= 60 {
+            // Few buckets: dots, so that a single one still shows.
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| Circle::new((i, p.1), 3, BAR.filled())),
+                )
+                .map_err(|e| e.to_string())?;
+        }
         chart
             .draw_series(LineSeries::new(
                 points.iter().enumerate().map(|(i, p)| (i, p.2)),
                 SECOND.stroke_width(2),
-            ))
+            )
+            .point_size(2))
             .map_err(|e| e.to_string())?
             .label("messages")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], SECOND.stroke_width(2)));

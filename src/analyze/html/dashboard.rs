@@ -34,8 +34,8 @@ impl Counter {
 
 #[derive(Default)]
 pub struct Dashboard {
-    /// Sessions and messages per hour (Unix time / 3600).
-    hours: BTreeMap<i64, (u64, u64)>,
+    /// Sessions and messages per minute (Unix time / 60).
+    minutes: BTreeMap<i64, (u64, u64)>,
     countries: Counter,
     asns: Counter,
     helos: Counter,
@@ -83,8 +83,8 @@ impl Dashboard {
             "sessions" => {
                 if let Some(t) = text(row, "started_at").and_then(crate::timestamp::parse_rfc3339) {
                     let e = self
-                        .hours
-                        .entry(t.unix_timestamp().div_euclid(3600))
+                        .minutes
+                        .entry(t.unix_timestamp().div_euclid(60))
                         .or_default();
                     e.0 += 1;
                     e.1 += number(row, "messages");
@@ -172,40 +172,40 @@ impl Dashboard {
         }
     }
 
-    /// Buckets of an hour, or of a day past three days of data.
+    /// Buckets of a minute for up to three hours of data, of an hour for
+    /// up to three days, of a day past that.
     fn timeline(&self) -> (String, Vec<(String, u64, u64)>) {
-        let (Some(first), Some(last)) = (self.hours.keys().next(), self.hours.keys().next_back())
+        let (Some(&first), Some(&last)) =
+            (self.minutes.keys().next(), self.minutes.keys().next_back())
         else {
             return ("Sessions and messages".into(), Vec::new());
         };
-        let hourly = last - first <= 72;
-        let step = if hourly { 1 } else { 24 };
-        let start = if hourly {
-            *first
-        } else {
-            first.div_euclid(24) * 24
+        let (step, unit) = match last - first {
+            ..=180 => (1, "minute"),
+            ..=4320 => (60, "hour"),
+            _ => (1440, "day"),
         };
         let mut points = Vec::new();
-        let mut bucket = start;
-        while bucket <= *last && points.len() < 5000 {
+        let mut bucket = first.div_euclid(step) * step;
+        while bucket <= last && points.len() < 5000 {
             let (mut s, mut m) = (0, 0);
-            for (_, (a, b)) in self.hours.range(bucket..bucket + step) {
+            for (a, b) in self.minutes.range(bucket..bucket + step).map(|(_, v)| v) {
                 s += a;
                 m += b;
             }
-            let label = time::OffsetDateTime::from_unix_timestamp(bucket * 3600)
+            let label = time::OffsetDateTime::from_unix_timestamp(bucket * 60)
                 .map(|t| {
-                    if hourly {
-                        format!("{:02}-{:02} {:02}h", u8::from(t.month()), t.day(), t.hour())
-                    } else {
-                        format!("{}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+                    let (month, day) = (u8::from(t.month()), t.day());
+                    match step {
+                        1 => format!("{month:02}-{day:02} {:02}:{:02}", t.hour(), t.minute()),
+                        60 => format!("{month:02}-{day:02} {:02}h", t.hour()),
+                        _ => format!("{}-{month:02}-{day:02}", t.year()),
                     }
                 })
                 .unwrap_or_default();
             points.push((label, s, m));
             bucket += step;
         }
-        let unit = if hourly { "hour" } else { "day" };
         (format!("Sessions and messages per {unit} (UTC)"), points)
     }
 

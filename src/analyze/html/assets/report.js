@@ -54,6 +54,7 @@ var LATRINE = {
       td.appendChild(a);
     } else if (column === "country_iso") {
       td.textContent = flag(value) + show(value);
+      td.className = "country";
     } else {
       td.textContent = show(value);
       if (typeof value === "number") td.className = "num";
