@@ -174,7 +174,10 @@ fn html_report_in_chromium() {
     run_analyze(&spools, &out, &[]);
     let html = out.join("html");
     let listing = files(&html);
-    assert!(listing.contains(&PathBuf::from("index.html")), "{listing:?}");
+    assert!(
+        listing.contains(&PathBuf::from("index.html")),
+        "{listing:?}"
+    );
     assert!(!out.join(".html.partial").exists());
 
     // Every page has the CSP; nothing in the pages or assets points outside
@@ -195,7 +198,13 @@ fn html_report_in_chromium() {
             );
         }
         if !name.starts_with("data/") && !name.starts_with("sessions/") {
-            for reference in ["src=\"http", "href=\"http", "url(http", "src=\"//", "href=\"//"] {
+            for reference in [
+                "src=\"http",
+                "href=\"http",
+                "url(http",
+                "src=\"//",
+                "href=\"//",
+            ] {
                 assert!(!text.contains(reference), "{name}: {reference}");
             }
         }
@@ -208,7 +217,8 @@ fn html_report_in_chromium() {
     assert_eq!(files(&again.join("html")), listing);
     for f in &listing {
         assert!(
-            std::fs::read(html.join(f)).unwrap() == std::fs::read(again.join("html").join(f)).unwrap(),
+            std::fs::read(html.join(f)).unwrap()
+                == std::fs::read(again.join("html").join(f)).unwrap(),
             "html/{} differs between two runs",
             f.display()
         );

@@ -445,7 +445,9 @@ fn analyze(
     let html = output.html.take();
     let finished = output.finish(&head);
     if let Err(e) = finished {
-        html.map(html::HtmlReport::abandon);
+        if let Some(html) = html {
+            html.abandon();
+        }
         return Err(format!("writing the reports failed: {e}"));
     }
     if let Some(html) = html {

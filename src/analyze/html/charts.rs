@@ -52,6 +52,7 @@ pub fn bars(title: &str, items: &[(String, u64)]) -> Result<String, String> {
                     .unwrap_or_default()
             })
             .x_labels(5)
+            .max_light_lines(1)
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| e.to_string())?;
@@ -94,6 +95,7 @@ pub fn timeline(title: &str, points: &[(String, u64, u64)]) -> Result<String, St
             .disable_x_mesh()
             .x_labels(8.min(n))
             .x_label_formatter(&|x| points.get(*x).map(|p| p.0.clone()).unwrap_or_default())
+            .max_light_lines(1)
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| e.to_string())?;
@@ -121,11 +123,13 @@ pub fn timeline(title: &str, points: &[(String, u64, u64)]) -> Result<String, St
                 .map_err(|e| e.to_string())?;
         }
         chart
-            .draw_series(LineSeries::new(
-                points.iter().enumerate().map(|(i, p)| (i, p.2)),
-                SECOND.stroke_width(2),
+            .draw_series(
+                LineSeries::new(
+                    points.iter().enumerate().map(|(i, p)| (i, p.2)),
+                    SECOND.stroke_width(2),
+                )
+                .point_size(2),
             )
-            .point_size(2))
             .map_err(|e| e.to_string())?
             .label("messages")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], SECOND.stroke_width(2)));

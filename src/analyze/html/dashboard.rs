@@ -181,8 +181,8 @@ impl Dashboard {
             return ("Sessions and messages".into(), Vec::new());
         };
         let (step, unit) = match last - first {
-            ..=180 => (1, "minute"),
-            ..=4320 => (60, "hour"),
+            0..=180 => (1, "minute"),
+            181..=4320 => (60, "hour"),
             _ => (1440, "day"),
         };
         let mut points = Vec::new();
