@@ -8,7 +8,8 @@
 //!
 //! The spool: sessions generated over real SMTP by scripts/gen_spool.py,
 //! the spam (tests/html/spam_remote_content.eml) replayed by it, and a few
-//! sessions from addresses in MaxMind's test databases (countries, ASNs).
+//! sessions from addresses in MaxMind's test databases (countries, ASNs),
+//! some of them started over the last 60 hours.
 //!
 //! Needs Debian's chromium and chromium-driver and a Python venv with
 //! selenium: `$LATRINE_VENV`, or target/venv (.ci/run makes it). Under
@@ -143,7 +144,35 @@ fn spools(dir: &Path) -> Vec<String> {
             );
         }
     }
-    [generated, spam, geo]
+    // Sessions over the last 60 hours (a timeline with some shape).
+    let history = dir.join("history");
+    let w = Writer::open(&history, "history-sensor");
+    let now = latrine::timestamp::now();
+    for hour in 0..60i64 {
+        let ip = ["89.160.20.112", "81.2.69.142", "216.160.83.56"][hour as usize % 3];
+        for _ in 0..(hour * 7 % 11 + 1) {
+            let connect: latrine::events::Event = serde_json::from_value(serde_json::json!({
+                "event": "session.connect",
+                "client": {"ip": ip, "port": 2000},
+                "server": {"ip": "192.0.2.25", "port": 25},
+                "hostname": "mx.example.com",
+                "listener": "smtp",
+            }))
+            .unwrap();
+            let at = now - time::Duration::hours(60 - hour);
+            let mut s = w.spool.begin(at, ip.into(), connect, None).unwrap();
+            s.record(
+                serde_json::from_value(serde_json::json!({
+                    "event": "smtp.helo", "verb": "EHLO", "name": "scanner.example"
+                }))
+                .unwrap(),
+            )
+            .unwrap();
+            s.close_and_seal(latrine::events::EndReason::Quit, 2)
+                .unwrap();
+        }
+    }
+    [generated, spam, geo, history]
         .iter()
         .map(|p| p.display().to_string())
         .collect()

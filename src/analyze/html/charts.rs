@@ -135,6 +135,7 @@ pub fn timeline(title: &str, points: &[(String, u64, u64)]) -> Result<String, St
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], SECOND.stroke_width(2)));
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .label_font(("sans-serif", 12))
