@@ -153,3 +153,31 @@ pub fn session_page(tables: &[&str]) -> String {
     let body = "<h1 id=\"title\">Session</h1>\n<div id=\"session\"><p>Loading…</p></div>";
     page("Session", "", tables, " id=\"session-view\"", body, &[])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_leaves_no_markup() {
+        assert_eq!(
+            escape("<a href=\"x\" onclick='y'>&amp;</a>"),
+            "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;amp;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn every_page_has_the_csp_and_no_inline_script() {
+        let p = &TABLE_PAGES[1];
+        let html = table_page(p, &["sessions", "messages"], 2, 7);
+        assert!(html.contains(&format!("content=\"{CSP}\"")));
+        assert!(html.contains("<script src=\"data/messages-1.js\"></script>"));
+        assert_eq!(
+            html.matches("<script").count(),
+            html.matches("<script src=").count()
+        );
+        // Only tables the report has are in the menu.
+        assert!(html.contains("href=\"sessions.html\""));
+        assert!(!html.contains("href=\"denied.html\""));
+    }
+}
