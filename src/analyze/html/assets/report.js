@@ -55,9 +55,14 @@ var LATRINE = {
     } else if (column === "country_iso") {
       td.textContent = flag(value) + show(value);
       td.className = "country";
-    } else {
+    } else if (typeof value === "number") {
       td.textContent = show(value);
-      if (typeof value === "number") td.className = "num";
+      td.className = "num";
+    } else {
+      var text = show(value);
+      // Long values wrap in a box of bounded width; short ones stay on a line.
+      if (text.length > 48) td.appendChild(el("div", text, "long"));
+      else td.textContent = text;
     }
     return td;
   }
