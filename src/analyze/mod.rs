@@ -455,7 +455,11 @@ fn analyze(
             .map_err(|e| format!("writing the HTML report failed: {e}"))?;
     }
     if !args.quiet {
-        let reports = format!("{} ({})", args.out.display(), formats.names().join(", "));
+        let mut names = formats.names();
+        if !args.no_html {
+            names.push("html/index.html");
+        }
+        let reports = format!("{} ({})", args.out.display(), names.join(", "));
         let mut stdout = std::io::stdout().lock();
         // A closed pipe is no reason to fail a finished run.
         let _ = summary.print(
