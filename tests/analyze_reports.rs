@@ -997,14 +997,16 @@ Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAA
     assert_eq!(csv_rows(&out.join("errors.csv")).len(), 0);
 }
 
-/// Every file of a report directory, by name.
+/// Every file of a report directory (html/ included), by relative path.
 fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
         .map(|e| {
-            let e = e.unwrap();
+            let name = e.path().strip_prefix(dir).unwrap();
             (
-                e.file_name().to_string_lossy().into_owned(),
+                name.to_string_lossy().into_owned(),
                 std::fs::read(e.path()).unwrap(),
             )
         })
@@ -1054,8 +1056,10 @@ fn the_same_spools_give_the_same_bytes_and_merge_cleanly() {
     run(&one, "1");
     run(&two, "2");
     let (first, second) = (files_of(&one), files_of(&two));
-    // 12 tables in CSV and NDJSON, and report.json.
-    assert_eq!(first.len(), 25, "{:?}", first.keys());
+    // 12 tables in CSV and NDJSON, and report.json; the HTML report.
+    let top = first.keys().filter(|k| !k.starts_with("html/")).count();
+    assert_eq!(top, 25, "{:?}", first.keys());
+    assert!(first.contains_key("html/index.html"), "{:?}", first.keys());
     assert_eq!(
         first.keys().collect::<Vec<_>>(),
         second.keys().collect::<Vec<_>>()

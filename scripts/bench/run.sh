@@ -13,6 +13,9 @@
 #   idle.py         resident memory with 10,000 idle connections
 #   big_message.py  resident memory receiving and sealing a 1 GB message
 #   analyze.py      analyze --offline vs find|xargs sha256sum, 10k and 100k sessions
+#   html_report.py  (only with ONLY=...,html: needs chromium, chromium-driver and
+#                   target/venv with selenium, as .ci/run makes) the HTML report
+#                   at 100k sessions against analyze --no-html
 # and prints the table (table.py). Everything is measured in this run: only the
 # ratios mean something on a shared machine.
 #
@@ -73,6 +76,8 @@ want big && python3 scripts/bench/big_message.py --latrine "$LATRINE" --work "$B
     --size "$BIG" >> "$RESULTS"
 want analyze && python3 scripts/bench/analyze.py --latrine "$LATRINE" --work "$BENCH_DIR" \
     --sessions "$ANALYZE_SESSIONS" >> "$RESULTS"
+want html && python3 scripts/bench/html_report.py --latrine "$LATRINE" --work "$BENCH_DIR" \
+    --python "$REPO/target/venv/bin/python" >> "$RESULTS"
 
 say "results in $RESULTS"
 python3 scripts/bench/table.py "$RESULTS"

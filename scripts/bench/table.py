@@ -91,6 +91,19 @@ def main():
                 f"(the floor's ×{f:.1f}: the bigger spool is read less from the page cache), "
                 f"peak memory ×{m:.1f}; linear or better: {mark(linear)}.")
         out.append("")
+    for r in [r for r in rows if r["bench"] == "html_report"]:
+        usable = max(r["dashboard_usable_seconds"], r["biggest_table_usable_seconds"])
+        out.append("| HTML report | measured | goal |")
+        out.append("|---|---|---|")
+        out.append(f"| size of html/ ({r['sessions']:,} sessions) | {r['html_kib'] / 1024:.0f} MiB in "
+                   f"{r['html_files']:,} files | bounded |")
+        out.append(f"| analyze with it ÷ `--no-html` | {r['html_seconds']} s ÷ {r['no_html_seconds']} s = "
+                   f"{r['ratio']} (peak RSS {r['html_peak_rss_kib'] / 1024:.0f} MiB ÷ "
+                   f"{r['no_html_peak_rss_kib'] / 1024:.0f} MiB) | |")
+        out.append(f"| usable in headless Chromium: dashboard, {r['biggest_table']} "
+                   f"({r['biggest_rows']:,} rows) | {r['dashboard_usable_seconds']} s, "
+                   f"{r['biggest_table_usable_seconds']} s | < 3 s: {mark(usable < 3)} |")
+        out.append("")
     out.append(f"Machine: {machine()}.")
     print("\n".join(out))
 

@@ -24,6 +24,7 @@ pub mod config;
 pub mod denied;
 pub mod enrich;
 pub mod geo;
+pub mod html;
 pub mod load;
 pub mod osint;
 pub mod parse;
@@ -130,6 +131,10 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub parse_timeout: f64,
 
+    /// No HTML report (DIR/html/: dashboard, tables, session views).
+    #[arg(long)]
+    pub no_html: bool,
+
     /// No summary on standard output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -218,7 +223,13 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return usage(e),
     };
-    let output = match Output::open(&args.out, formats) {
+    let opened = Output::open(&args.out, formats).and_then(|mut o| {
+        if !args.no_html {
+            o.html = Some(html::HtmlReport::open(&args.out)?);
+        }
+        Ok(o)
+    });
+    let output = match opened {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
@@ -454,11 +465,24 @@ fn analyze(
         ("provenance", provenance),
         ("summary", summary_json),
     ];
-    output
-        .finish(&head)
-        .map_err(|e| format!("writing the reports failed: {e}"))?;
+    let html = output.html.take();
+    let finished = output.finish(&head);
+    if let Err(e) = finished {
+        if let Some(html) = html {
+            html.abandon();
+        }
+        return Err(format!("writing the reports failed: {e}"));
+    }
+    if let Some(html) = html {
+        html.finish(&head[2].1)
+            .map_err(|e| format!("writing the HTML report failed: {e}"))?;
+    }
     if !args.quiet {
-        let reports = format!("{} ({})", args.out.display(), formats.names().join(", "));
+        let mut names = formats.names();
+        if !args.no_html {
+            names.push("html/index.html");
+        }
+        let reports = format!("{} ({})", args.out.display(), names.join(", "));
         let mut stdout = std::io::stdout().lock();
         // A closed pipe is no reason to fail a finished run.
         let _ = summary.print(
@@ -495,6 +519,9 @@ fn session(
         *n += 1;
     }
     output.write("sessions", &report::session_row(spool, s))?;
+    if let Some(html) = &mut output.html {
+        html.session(s)?;
+    }
     for p in &s.problems {
         output.write("errors", &report::problem_row(spool, &s.dir.rel, id, p))?;
     }

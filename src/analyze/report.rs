@@ -61,7 +61,8 @@ impl Cell {
         }
     }
 
-    fn json(&self, out: &mut Vec<u8>) {
+    /// The cell as JSON, appended to `out`.
+    pub fn json(&self, out: &mut Vec<u8>) {
         let _ = match self {
             Cell::Null => out.write_all(b"null"),
             Cell::Str(s) => serde_json::to_writer(&mut *out, s).map_err(io::Error::other),
@@ -591,6 +592,8 @@ pub struct Output {
     formats: Formats,
     sinks: Vec<Sink>,
     pending: Vec<Pending>,
+    /// The HTML report, fed every row written (none with `--no-html`).
+    pub html: Option<super::html::HtmlReport>,
 }
 
 fn create(path: &Path) -> io::Result<BufWriter<File>> {
@@ -606,6 +609,7 @@ impl Output {
             formats,
             sinks: Vec::new(),
             pending: Vec::new(),
+            html: None,
         };
         for &(name, columns) in TABLES {
             let mut file = |ext: &str, keep: bool| -> io::Result<BufWriter<File>> {
@@ -685,6 +689,9 @@ impl Output {
             }
         }
         sink.rows += 1;
+        if let Some(html) = &mut self.html {
+            html.row(table, row)?;
+        }
         Ok(())
     }
 
