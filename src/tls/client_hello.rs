@@ -152,6 +152,36 @@ pub fn parse(records: &[u8]) -> Option<ClientHello> {
     Some(hello)
 }
 
+/// JA4's two characters for a TLS version.
+pub(super) fn ja4_version(version: u16) -> &'static str {
+    match version {
+        0x0304 => "13",
+        0x0303 => "12",
+        0x0302 => "11",
+        0x0301 => "10",
+        0x0300 => "s3",
+        _ => "00",
+    }
+}
+
+/// JA4's two characters for an ALPN protocol: its first and last, `9` for
+/// one that is not alphanumeric, `00` for none.
+pub(super) fn ja4_alpn(protocol: Option<&[u8]>) -> String {
+    match protocol {
+        Some(p) if !p.is_empty() => {
+            let pick = |b: u8| {
+                if b.is_ascii_alphanumeric() {
+                    b as char
+                } else {
+                    '9'
+                }
+            };
+            format!("{}{}", pick(p[0]), pick(p[p.len() - 1]))
+        }
+        _ => "00".into(),
+    }
+}
+
 fn join<T: std::fmt::Display>(values: impl Iterator<Item = T>, sep: &str) -> String {
     values.map(|v| v.to_string()).collect::<Vec<_>>().join(sep)
 }
@@ -182,14 +212,7 @@ impl ClientHello {
             .filter(|&v| !is_grease(v))
             .max()
             .unwrap_or(self.legacy_version);
-        let version = match version {
-            0x0304 => "13",
-            0x0303 => "12",
-            0x0302 => "11",
-            0x0301 => "10",
-            0x0300 => "s3",
-            _ => "00",
-        };
+        let version = ja4_version(version);
         let ciphers: Vec<u16> = self
             .ciphers
             .iter()
@@ -202,19 +225,7 @@ impl ClientHello {
             .copied()
             .filter(|&e| !is_grease(e))
             .collect();
-        let alpn = match self.alpn.first() {
-            Some(p) if !p.is_empty() => {
-                let pick = |b: u8| {
-                    if b.is_ascii_alphanumeric() {
-                        b as char
-                    } else {
-                        '9'
-                    }
-                };
-                format!("{}{}", pick(p[0]), pick(p[p.len() - 1]))
-            }
-            _ => "00".into(),
-        };
+        let alpn = ja4_alpn(self.alpn.first().map(Vec::as_slice));
         let mut sorted_ciphers: Vec<String> = ciphers.iter().map(|c| format!("{c:04x}")).collect();
         sorted_ciphers.sort();
         let mut sorted_exts: Vec<String> = extensions

@@ -7,7 +7,7 @@
 //! JA4S (FoxIO's JA4+): `t<ver><nn extensions><alpn>_<cipher, 4 hex>_<sha256 of
 //! the extensions in order, 12 hex>`.
 
-use super::client_hello::{Reader, first_handshake};
+use super::client_hello::{Reader, first_handshake, ja4_alpn, ja4_version};
 use crate::escape::hex;
 use md5::Md5;
 use sha2::{Digest, Sha256};
@@ -75,27 +75,8 @@ impl ServerHello {
     }
 
     pub fn ja4s(&self) -> String {
-        let version = match self.selected_version.unwrap_or(self.legacy_version) {
-            0x0304 => "13",
-            0x0303 => "12",
-            0x0302 => "11",
-            0x0301 => "10",
-            0x0300 => "s3",
-            _ => "00",
-        };
-        let alpn = match &self.alpn {
-            Some(p) if !p.is_empty() => {
-                let pick = |b: u8| {
-                    if b.is_ascii_alphanumeric() {
-                        b as char
-                    } else {
-                        '9'
-                    }
-                };
-                format!("{}{}", pick(p[0]), pick(p[p.len() - 1]))
-            }
-            _ => "00".into(),
-        };
+        let version = ja4_version(self.selected_version.unwrap_or(self.legacy_version));
+        let alpn = ja4_alpn(self.alpn.as_deref());
         let extensions: Vec<String> = self.extensions.iter().map(|e| format!("{e:04x}")).collect();
         let hash = if extensions.is_empty() {
             "000000000000".to_string()
